@@ -1,0 +1,274 @@
+"""Read any texture the add-on accepts into float32 arrays, and write PNG files atomically.
+
+Every caller (the Blender operators, the CLI, the batch runner, the trainer) reads pixels through
+`read_image`, so all of them see identical values for the same file.
+
+Array convention: float32, shape (H, W, C) with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA),
+values in [0, 1] exactly as stored (no colour-space conversion), top row first.
+
+DDS: only the top mip level (first face / array slice) is read. Pillow decodes most block formats;
+the DX10 formats it lacks (the sRGB BC1/BC3 variants, typeless BC4, BGRA8) are decoded here with
+texture2ddecoder from the header parsed below. BC5 (two-channel normal maps) comes back as RGB with
+blue = 0, as stored; reconstructing Z is the caller's business (see pipeline.decode_normal).
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import ImageReadError
+
+_DDS_MAGIC = b"DDS "
+_DDS_HEADER_SIZE = 124
+_DDPF_FOURCC = 0x4
+
+# DXGI formats Pillow 13 refuses, decoded here: format -> (texture2ddecoder function name, bytes per
+# 4x4 block or None for uncompressed, channels to keep).
+_T2D_DXGI = {
+    72: ("decode_bc1", 8, 4),   # BC1_UNORM_SRGB: what the project's own DDS writer emits for albedo
+    77: ("decode_bc3", 16, 4),  # BC3_TYPELESS
+    78: ("decode_bc3", 16, 4),  # BC3_UNORM_SRGB
+    79: ("decode_bc4", 8, 1),   # BC4_TYPELESS
+}
+# Uncompressed BGRA/BGRX DX10 formats -> whether the fourth byte is real alpha.
+_BGRA_DXGI = {87: True, 90: True, 91: True, 88: False, 92: False, 93: False}
+# Block formats that have no alpha channel: an opaque decoded alpha is dropped.
+_OPAQUE_DXGI_BC1 = (70, 71, 72)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to float32 (H, W, C) in [0, 1], top row first.
+
+    Raises ImageReadError (one sentence) for a missing, unreadable, unsupported, corrupt or
+    truncated file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"Cannot read '{path}': the file does not exist; check the path.")
+    try:
+        with open(path, "rb") as handle:  # read-only: inputs are never modified
+            data = handle.read()
+    except OSError as exc:
+        raise ImageReadError(
+            f"Cannot read '{path}': {exc.strerror or exc}; check the file's permissions."
+        ) from exc
+    try:
+        if data[:4] == _DDS_MAGIC:
+            array = _read_dds(data)
+        else:
+            array = _read_with_pillow(data)
+    except ImageReadError as exc:
+        raise ImageReadError(f"Cannot read '{path}': {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+            NotImplementedError, Image.DecompressionBombError) as exc:
+        reason = str(exc).rstrip(".") or type(exc).__name__
+        raise ImageReadError(
+            f"Cannot read '{path}': the file is corrupt, truncated or in an unsupported format "
+            f"({reason}); re-export it as PNG, TGA or DDS."
+        ) from exc
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ImageReadError(f"Cannot read '{path}': the image is empty; re-export it.")
+    return array
+
+
+def _read_with_pillow(data: bytes) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    if image.format == "PNG" and _is_16bit_colour_png(image):
+        return _read_16bit_colour_png(data)
+    image.load()  # decode now so truncation is reported here
+    return _pillow_to_array(image)
+
+
+def _pillow_to_array(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return (np.asarray(image, dtype=np.uint16).astype(np.float32) / 65535.0)[..., None]
+    if mode == "I":  # 16-bit data some plug-ins widen to int32 (e.g. TIFF)
+        values = np.asarray(image, dtype=np.int64)
+        scale = 65535.0 if values.max(initial=0) > 255 else 255.0
+        return np.clip(values / scale, 0.0, 1.0).astype(np.float32)[..., None]
+    if mode == "F":
+        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)[..., None]
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    elif mode == "1":
+        image = image.convert("L")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, La, RGBa, ...
+        image = image.convert("RGBA" if "A" in mode or "a" in mode else "RGB")
+    array = np.asarray(image, dtype=np.uint8).astype(np.float32) / 255.0
+    return array if array.ndim == 3 else array[..., None]
+
+
+# --- 16-bit colour PNG ------------------------------------------------------------------------
+# Pillow keeps only the high byte of 16-bit RGB/RGBA/LA PNGs. Its decoder still does the zlib and
+# filter work; decoding twice with the high-byte and the low-byte unpacker recovers all 16 bits.
+
+_COLOUR_16BIT_RAWMODES = ("RGB;16B", "RGBA;16B", "LA;16B")
+
+
+def _is_16bit_colour_png(image: Image.Image) -> bool:
+    return bool(image.tile) and _tile_rawmode(image.tile[0]) in _COLOUR_16BIT_RAWMODES
+
+
+def _tile_rawmode(tile):
+    return tile.args if isinstance(tile.args, str) else tile.args[0]
+
+
+def _decode_with_rawmode(data: bytes, rawmode: str) -> np.ndarray:
+    image = Image.open(io.BytesIO(data))
+    tile = image.tile[0]
+    args = rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])
+    image.tile = [tile._replace(args=args)]
+    image.load()
+    return np.asarray(image, dtype=np.uint8)
+
+
+def _read_16bit_colour_png(data: bytes) -> np.ndarray:
+    high_rawmode = _tile_rawmode(Image.open(io.BytesIO(data)).tile[0])
+    if high_rawmode == "LA;16B":
+        # No low-byte LA unpacker exists; a 16-bit LA pixel has the byte size of an 8-bit RGBA
+        # pixel, so the RGBA unpacker returns the unfiltered bytes (L high, L low, A high, A low).
+        raw = _decode_with_rawmode(data, "RGBA").astype(np.uint16)
+        values = raw[..., [0, 2]] * 256 + raw[..., [1, 3]]
+    else:
+        high = _decode_with_rawmode(data, high_rawmode)
+        low = _decode_with_rawmode(data, high_rawmode[:-1] + "L")  # ';16L' reads the other byte
+        values = high.astype(np.uint16) * 256 + low
+    return values.astype(np.float32) / 65535.0
+
+
+# --- DDS ----------------------------------------------------------------------------------------
+
+def _read_dds(data: bytes) -> np.ndarray:
+    if len(data) < 4 + _DDS_HEADER_SIZE:
+        raise ImageReadError("the DDS header is truncated; re-export the texture.")
+    header_size, _flags, height, width = struct.unpack_from("<4I", data, 4)
+    if header_size != _DDS_HEADER_SIZE:
+        raise ImageReadError("the DDS header is corrupt; re-export the texture.")
+    pf_flags, fourcc = struct.unpack_from("<I4s", data, 4 + 76)
+    dxgi = None
+    offset = 4 + _DDS_HEADER_SIZE
+    if pf_flags & _DDPF_FOURCC and fourcc == b"DX10":
+        if len(data) < offset + 20:
+            raise ImageReadError("the DDS DX10 header is truncated; re-export the texture.")
+        (dxgi,) = struct.unpack_from("<I", data, offset)
+        offset += 20
+    if dxgi in _T2D_DXGI:
+        return _decode_block_dds(data, offset, width, height, *_T2D_DXGI[dxgi])
+    if dxgi in _BGRA_DXGI:
+        return _decode_bgra_dds(data, offset, width, height, has_alpha=_BGRA_DXGI[dxgi])
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    array = _pillow_to_array(image)
+    is_bc1 = fourcc == b"DXT1" or dxgi in _OPAQUE_DXGI_BC1
+    return _drop_opaque_alpha(array) if is_bc1 else array
+
+
+def _drop_opaque_alpha(array: np.ndarray) -> np.ndarray:
+    """BC1 has no alpha channel (only 1-bit punch-through): keep alpha only when it is used."""
+    if array.shape[2] == 4 and array[..., 3].min() >= 1.0:
+        return array[..., :3]
+    return array
+
+
+def _decode_block_dds(data, offset, width, height, decoder_name, block_bytes, channels):
+    import texture2ddecoder  # imported here: only the rare formats Pillow lacks need it
+
+    size = ((width + 3) // 4) * ((height + 3) // 4) * block_bytes
+    payload = data[offset:offset + size]
+    if len(payload) < size:
+        raise ImageReadError("the DDS pixel data is truncated; re-export the texture.")
+    bgra = getattr(texture2ddecoder, decoder_name)(payload, width, height)
+    pixels = np.frombuffer(bgra, dtype=np.uint8).reshape(height, width, 4)
+    rgba = pixels[..., [2, 1, 0, 3]]  # texture2ddecoder returns BGRA
+    if channels == 1:
+        rgba = rgba[..., :1]
+    array = rgba.astype(np.float32) / 255.0
+    return _drop_opaque_alpha(array) if decoder_name == "decode_bc1" else array
+
+
+def _decode_bgra_dds(data, offset, width, height, *, has_alpha):
+    size = width * height * 4
+    payload = data[offset:offset + size]
+    if len(payload) < size:
+        raise ImageReadError("the DDS pixel data is truncated; re-export the texture.")
+    pixels = np.frombuffer(payload, dtype=np.uint8).reshape(height, width, 4)
+    rgba = pixels[..., [2, 1, 0, 3] if has_alpha else [2, 1, 0]]
+    return rgba.astype(np.float32) / 255.0
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def write_png(path: str | os.PathLike, array: np.ndarray, bits: int = 8) -> Path:
+    """Write (H, W) or (H, W, C) values in [0, 1] (clipped) as an 8- or 16-bit PNG.
+
+    The file appears atomically: it is written to a temporary file beside the target and renamed,
+    so a crash never leaves a half-written PNG under the final name. Returns the path.
+    """
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, not {bits}")
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
+        raise ValueError(f"expected (H, W) or (H, W, 1..4) pixels, got shape {array.shape}")
+    top = 255 if bits == 8 else 65535
+    values = np.rint(np.clip(array.astype(np.float32, copy=False), 0.0, 1.0) * top)
+    encoded = _encode_png_8(values.astype(np.uint8)) if bits == 8 \
+        else _encode_png_16(values.astype(np.uint16))
+    return _write_atomically(Path(path), encoded)
+
+
+def _encode_png_8(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def _encode_png_16(values: np.ndarray) -> bytes:
+    """16-bit PNG encoder (Pillow writes 16 bits only for grey). Every row uses the Up filter,
+    which suits smooth data such as height maps and vectorises in numpy."""
+    height, width = values.shape[:2]
+    channels = 1 if values.ndim == 2 else values.shape[2]
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    rows = values.astype(">u2").reshape(height, width * channels).view(np.uint8)
+    filtered = rows.copy()
+    filtered[1:] -= rows[:-1]  # uint8 arithmetic wraps modulo 256, as PNG's filter requires
+    scanlines = np.empty((height, 1 + rows.shape[1]), dtype=np.uint8)
+    scanlines[:, 0] = 2  # filter type Up
+    scanlines[:, 1:] = filtered
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def _write_atomically(path: Path, payload: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    return path
+
+
+__all__ = ["read_image", "write_png"]
