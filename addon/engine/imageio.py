@@ -66,6 +66,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             array = _read_with_pillow(data)
     except ImageReadError as exc:
         raise ImageReadError(f"Cannot read '{path}': {exc}") from exc
+    except Image.UnidentifiedImageError as exc:
+        raise ImageReadError(
+            f"Cannot read '{path}': it is not a PNG, TGA, JPG, BMP, TIFF or DDS image (or it is corrupt); "
+            "re-export it in one of those formats."
+        ) from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
             NotImplementedError, Image.DecompressionBombError) as exc:
         reason = str(exc).rstrip(".") or type(exc).__name__
