@@ -1,0 +1,220 @@
+"""DDS writer: block-compressed textures (BC1/BC3/BC4/BC5/BC7) with full mip chains and a DX10 header.
+
+Block compression is etcpak's (`compress_bc*(rgba_bytes, width, height[, params])` on RGBA8
+buffers whose sides are multiples of 4). This module adds what the game needs around it:
+the mip chain down to 1x1, edge padding to whole 4x4 blocks, and a DX10 header with a typed
+DXGI format (Blender's OpenImageIO refuses the typeless ones).
+
+Mip filtering depends on what the pixels mean (`kind`):
+- "color":  RGB is sRGB-encoded; averaged in linear light, then re-encoded (no darkening
+            of small mips). Alpha is averaged as is.
+- "linear": every channel is averaged as stored (data maps: roughness, AO, height, ...).
+- "normal": RGB stores a unit vector as (n + 1) / 2; vectors are averaged and renormalised
+            so small mips stay unit length. Alpha is averaged as is.
+"""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import etcpak
+import numpy as np
+
+from .imageio import _write_atomically
+
+# (format, sRGB) -> DXGI_FORMAT. BC4/BC5 hold data, never colour: they have no sRGB variant.
+DXGI_FORMATS = {
+    ("BC1", False): 71, ("BC1", True): 72,
+    ("BC3", False): 77, ("BC3", True): 78,
+    ("BC4", False): 80,
+    ("BC5", False): 83,
+    ("BC7", False): 98, ("BC7", True): 99,
+}
+BLOCK_BYTES = {"BC1": 8, "BC3": 16, "BC4": 8, "BC5": 16, "BC7": 16}
+KINDS = ("color", "linear", "normal")
+
+_DDSD_CAPS, _DDSD_HEIGHT, _DDSD_WIDTH = 0x1, 0x2, 0x4
+_DDSD_PIXELFORMAT, _DDSD_MIPMAPCOUNT, _DDSD_LINEARSIZE = 0x1000, 0x20000, 0x80000
+_DDPF_FOURCC = 0x4
+_DDSCAPS_COMPLEX, _DDSCAPS_TEXTURE, _DDSCAPS_MIPMAP = 0x8, 0x1000, 0x400000
+_D3D10_RESOURCE_DIMENSION_TEXTURE2D = 3
+
+
+def mip_count(width: int, height: int) -> int:
+    """Levels in a full chain: the largest side halves (rounding down) until it is 1."""
+    return max(width, height).bit_length()
+
+
+def encode_dds(rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True, kind: str | None = None) -> bytes:
+    """A complete .dds file (header + every mip level) for an (H, W, 4) uint8 RGBA image.
+
+    fmt: "BC1", "BC3", "BC4" (stores R), "BC5" (stores R, G) or "BC7".
+    srgb: mark the data as sRGB (colour textures); only BC1/BC3/BC7 allow it.
+    kind: how mips are filtered, see the module docstring; default "color" when srgb else "linear".
+    """
+    rgba = np.asarray(rgba)
+    if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise ValueError(f"encode_dds needs (H, W, 4) uint8 pixels, got {rgba.dtype} {rgba.shape}")
+    if (fmt, srgb) not in DXGI_FORMATS:
+        raise ValueError(f"unsupported DDS format {fmt} (srgb={srgb})")
+    kind = kind or ("color" if srgb else "linear")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+
+    height, width = rgba.shape[:2]
+    levels = mip_chain(rgba, kind) if mips else [rgba]
+    header = _header(width, height, len(levels), fmt, DXGI_FORMATS[(fmt, srgb)])
+    return header + b"".join(_compress_level(level, fmt, linear=kind != "color") for level in levels)
+
+
+def write_dds(path: str | os.PathLike, rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True,
+              kind: str | None = None) -> Path:
+    """encode_dds, written atomically (temporary file beside the target, then renamed). Returns the path."""
+    return _write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
+
+
+# --- mip chain ---------------------------------------------------------------------------------
+
+def mip_chain(rgba: np.ndarray, kind: str) -> list[np.ndarray]:
+    """[level 0, level 1, ..., 1x1] as uint8 RGBA, each level from the previous one (box filter)."""
+    levels = [rgba]
+    values = _to_filter_space(rgba, kind)
+    while values.shape[0] > 1 or values.shape[1] > 1:
+        values = _halve(_halve(values, axis=0), axis=1)
+        levels.append(_from_filter_space(values, kind))
+    return levels
+
+
+def _to_filter_space(rgba: np.ndarray, kind: str) -> np.ndarray:
+    values = rgba.astype(np.float32) / 255.0
+    if kind == "color":
+        values[..., :3] = srgb_to_linear(values[..., :3])
+    elif kind == "normal":
+        values[..., :3] = values[..., :3] * 2.0 - 1.0
+    return values
+
+
+def _from_filter_space(values: np.ndarray, kind: str) -> np.ndarray:
+    out = values.copy()
+    if kind == "color":
+        out[..., :3] = linear_to_srgb(out[..., :3])
+    elif kind == "normal":
+        vectors = out[..., :3]
+        length = np.linalg.norm(vectors, axis=-1, keepdims=True)
+        # A flat average of opposite normals has no direction: fall back to straight up.
+        up = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+        vectors = np.where(length > 1e-6, vectors / np.maximum(length, 1e-6), up)
+        out[..., :3] = (vectors + 1.0) * 0.5
+    return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _halve(values: np.ndarray, axis: int) -> np.ndarray:
+    """Box-filter one axis to max(1, n // 2) samples (area-weighted when n is odd)."""
+    n = values.shape[axis]
+    if n == 1:
+        return values
+    if n % 2 == 0:
+        moved = np.moveaxis(values, axis, 0)
+        return np.moveaxis((moved[0::2] + moved[1::2]) * 0.5, 0, axis)
+    return np.moveaxis(np.tensordot(_area_weights(n, n // 2), np.moveaxis(values, axis, 0), axes=1), 0, axis)
+
+
+def _area_weights(n: int, m: int) -> np.ndarray:
+    """(m, n) matrix: each output sample averages the source interval it covers."""
+    edges = np.arange(m + 1, dtype=np.float64) * (n / m)
+    left, right = edges[:-1, None], edges[1:, None]
+    cells = np.arange(n, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(right, cells + 1) - np.maximum(left, cells), 0.0, None)
+    return (overlap / (n / m)).astype(np.float32)
+
+
+def srgb_to_linear(values: np.ndarray) -> np.ndarray:
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    values = np.clip(values, 0.0, 1.0)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+# --- compression and header ------------------------------------------------------------------
+
+def _bc7_params(linear: bool):
+    params = etcpak.BC7CompressBlockParams()
+    if linear:
+        params.init_linear_weights()  # data maps: every channel's error counts the same
+    return params
+
+
+def _compress_level(level: np.ndarray, fmt: str, *, linear: bool) -> bytes:
+    """One mip level as block data; sides are edge-padded to multiples of 4 (1x1, 2x2, odd sizes)."""
+    height, width = level.shape[:2]
+    pad_h, pad_w = -height % 4, -width % 4
+    if pad_h or pad_w:
+        level = np.pad(level, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    data = np.ascontiguousarray(level).tobytes()
+    h, w = level.shape[:2]
+    if fmt == "BC7":
+        return etcpak.compress_bc7(data, w, h, _bc7_params(linear))
+    return getattr(etcpak, f"compress_{fmt.lower()}")(data, w, h)
+
+
+def level_size(width: int, height: int, fmt: str) -> int:
+    """Bytes of one level: whole 4x4 blocks."""
+    return max(1, (width + 3) // 4) * max(1, (height + 3) // 4) * BLOCK_BYTES[fmt]
+
+
+def _header(width: int, height: int, levels: int, fmt: str, dxgi: int) -> bytes:
+    flags = _DDSD_CAPS | _DDSD_HEIGHT | _DDSD_WIDTH | _DDSD_PIXELFORMAT | _DDSD_LINEARSIZE
+    caps = _DDSCAPS_TEXTURE
+    if levels > 1:
+        flags |= _DDSD_MIPMAPCOUNT
+        caps |= _DDSCAPS_COMPLEX | _DDSCAPS_MIPMAP
+    pixel_format = struct.pack("<II4s5I", 32, _DDPF_FOURCC, b"DX10", 0, 0, 0, 0, 0)
+    header = struct.pack(
+        "<7I44s32s4I4x",
+        124, flags, height, width, level_size(width, height, fmt), 0, levels,
+        b"\0" * 44, pixel_format, caps, 0, 0, 0,
+    )
+    dx10 = struct.pack("<5I", dxgi, _D3D10_RESOURCE_DIMENSION_TEXTURE2D, 0, 1, 0)
+    return b"DDS " + header + dx10
+
+
+# --- reading back our own files ------------------------------------------------------------------
+
+DXGI_TO_FORMAT = {dxgi: fmt for (fmt, _srgb), dxgi in DXGI_FORMATS.items()}
+
+
+class DdsLayout:
+    """Where each mip level of a block-compressed DX10 .dds file lies (sizes checked against the data)."""
+
+    def __init__(self, data: bytes):
+        if len(data) < 148 or data[:4] != b"DDS " or data[84:88] != b"DX10":
+            raise ValueError("not a DX10 DDS file")
+        self.height, self.width = struct.unpack_from("<2I", data, 12)
+        (mip_field,) = struct.unpack_from("<I", data, 28)
+        (self.dxgi,) = struct.unpack_from("<I", data, 128)
+        if self.dxgi not in DXGI_TO_FORMAT:
+            raise ValueError(f"DXGI format {self.dxgi} is not one this writer emits")
+        self.format = DXGI_TO_FORMAT[self.dxgi]
+        self.srgb = (self.format, True) in DXGI_FORMATS and DXGI_FORMATS[(self.format, True)] == self.dxgi
+        self.mip_count = max(1, mip_field)
+        self.levels = []  # (offset, width, height) per level
+        offset, w, h = 148, self.width, self.height
+        for _ in range(self.mip_count):
+            self.levels.append((offset, w, h))
+            offset += level_size(w, h, self.format)
+            w, h = max(1, w // 2), max(1, h // 2)
+        if offset != len(data):
+            raise ValueError(f"the file holds {len(data)} bytes, its header describes {offset}")
+        self._data = data
+
+    def decode(self, level: int = 0) -> np.ndarray:
+        """RGBA uint8 pixels of one level (texture2ddecoder; BC4 puts its channel in R, BC5 in R and G)."""
+        import texture2ddecoder
+
+        offset, w, h = self.levels[level]
+        payload = self._data[offset:offset + level_size(w, h, self.format)]
+        bgra = getattr(texture2ddecoder, f"decode_{self.format.lower()}")(payload, w, h)
+        return np.frombuffer(bgra, dtype=np.uint8).reshape(h, w, 4)[..., [2, 1, 0, 3]]
