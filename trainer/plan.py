@@ -21,7 +21,7 @@ OPTIMIZERS = ("adamw", "adam", "lion")
 # Scheduler name -> the torch keyword arguments a plan may set for it.
 SCHEDULER_KEYS = {
     "cosine": {"T_max", "eta_min"},
-    "onecycle": {"max_lr", "pct_start", "div_factor", "final_div_factor", "anneal_strategy"},
+    "onecycle": {"max_lr", "pct_start", "div_factor", "final_div_factor", "anneal_strategy", "cycle_momentum"},
     "step": {"step_size", "gamma"},
     "cosine_restarts": {"T_0", "T_mult", "eta_min"},
     "exponential": {"gamma"},
