@@ -1,0 +1,261 @@
+"""Numpy building blocks shared by the data readers, the procedural generator and the pre-flight audits.
+
+Everything here works on HxW[xC] float32 arrays (top row first) and treats textures as TILEABLE:
+derivatives, blurs, resizes and crops wrap around the edges, so nothing here creates a seam.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trainer import contract
+
+log = logging.getLogger(__name__)
+
+NUM_CLASSES = len(contract.MATERIAL_CLASSES)
+# Order of the `valid` vector of a sample (docs/architecture.md).
+VALID_TARGETS = ("albedo", "roughness", "metallic", "ao", "height", "metallic_mask", "labels")
+# A pixel belongs to the metallic mask when its metallic value is above this (MatSynth metallic maps
+# are nearly binary; 0.5 splits painted/rusty transitions in the middle).
+METALLIC_MASK_THRESHOLD = 0.5
+
+
+def labels_vector(names) -> np.ndarray:
+    """Multi-hot float32 vector over contract.MATERIAL_CLASSES; unknown names are ignored."""
+    vector = np.zeros(NUM_CLASSES, np.float32)
+    for name in names:
+        name = str(name).strip().lower()
+        if name in contract.MATERIAL_CLASSES:
+            vector[contract.MATERIAL_CLASSES.index(name)] = 1.0
+    return vector
+
+
+# ---------------------------------------------------------------- colour and normals
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(c: np.ndarray) -> np.ndarray:
+    c = np.clip(c, 0.0, 1.0)
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055).astype(np.float32)
+
+
+def normal_from_height(height: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """OpenGL tangent-space normals (HxWx3 unit vectors, +Y up) from a height map, wrapping at the edges.
+
+    `strength` is the height difference, in pixels, of a full 0..1 step. Rows run top to bottom, so
+    "up" (+Y) is towards row 0: a surface rising towards the bottom of the image leans its normal up.
+    """
+    h = height.astype(np.float32) * strength
+    dh_dx = (np.roll(h, -1, axis=1) - np.roll(h, 1, axis=1)) * 0.5
+    dh_drow = (np.roll(h, -1, axis=0) - np.roll(h, 1, axis=0)) * 0.5
+    n = np.stack([-dh_dx, dh_drow, np.ones_like(h)], axis=-1)
+    return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def normalize_normals(n: np.ndarray) -> np.ndarray:
+    """Unit length, with degenerate (zero) vectors replaced by the flat normal (0, 0, 1)."""
+    n = n.astype(np.float32)
+    length = np.linalg.norm(n, axis=-1, keepdims=True)
+    flat = np.zeros_like(n)
+    flat[..., 2] = 1.0
+    return np.where(length > 1e-6, n / np.maximum(length, 1e-6), flat).astype(np.float32)
+
+
+def decode_normal(rgb: np.ndarray, directx: bool) -> np.ndarray:
+    """Normal-map pixels in [0,1] -> OpenGL unit vectors; DirectX maps (Skyrim) get their green flipped."""
+    n = rgb[..., :3].astype(np.float32) * 2.0 - 1.0
+    if directx:
+        n[..., 1] = -n[..., 1]
+    return normalize_normals(n)
+
+
+def encode_normal(n: np.ndarray, directx: bool) -> np.ndarray:
+    """OpenGL unit vectors -> pixels in [0,1] (flipping green for DirectX files)."""
+    n = n.astype(np.float32).copy()
+    if directx:
+        n[..., 1] = -n[..., 1]
+    return np.clip(n * 0.5 + 0.5, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------- periodic filters
+
+def periodic_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur with wrap-around (in the Fourier domain, so any sigma costs the same)."""
+    h, w = image.shape[:2]
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    kernel = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fx ** 2 + fy ** 2))
+    if image.ndim == 3:
+        kernel = kernel[..., None]
+    spectrum = np.fft.rfft2(image, axes=(0, 1)) * kernel
+    return np.fft.irfft2(spectrum, s=(h, w), axes=(0, 1)).astype(np.float32)
+
+
+# Horizon search of ao_from_height: 8 directions, distances (pixels at 1024 px) doubling up to 64.
+AO_DIRECTIONS = 8
+AO_DISTANCES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def ao_from_height(height: np.ndarray, depth_px: float | None = None) -> np.ndarray:
+    """Ambient occlusion (1 = open sky, 0 = fully occluded) from a height map, tileable.
+
+    MatSynth ships no AO, so targets use this horizon-based estimate: along 8 directions the
+    highest horizon elevation is searched at doubling distances (wrapping around the edges), and
+    each direction contributes the cosine-weighted visible fraction of its half-plane, cos^2 of the
+    elevation. Distances and depth are given for 1024 px and follow the image size, so a material
+    gets the same AO at any resolution. `depth_px` is the depth, in pixels at 1024 px, of a full
+    0..1 height step (40 suits most materials; the procedural materials store theirs as
+    metadata["height_factor"]).
+    """
+    depth_px = 40.0 if depth_px is None else depth_px
+    scale = max(height.shape[:2]) / 1024.0
+    h = height.astype(np.float32) * depth_px * scale
+    visible = np.zeros_like(h)
+    for k in range(AO_DIRECTIONS):
+        angle = 2 * np.pi * k / AO_DIRECTIONS
+        steepest = np.zeros_like(h)
+        seen = set()
+        for distance in AO_DISTANCES:
+            dy, dx = (int(round(distance * scale * np.sin(angle))), int(round(distance * scale * np.cos(angle))))
+            if (dy, dx) == (0, 0) or (dy, dx) in seen:
+                continue
+            seen.add((dy, dx))
+            rise = np.roll(h, (-dy, -dx), axis=(0, 1)) - h
+            steepest = np.maximum(steepest, rise / np.hypot(dy, dx))
+        visible += 1.0 / (1.0 + steepest ** 2)  # cos^2(atan(tangent))
+    return (visible / AO_DIRECTIONS).astype(np.float32)
+
+
+def _box_halve(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return image.reshape(h // 2, 2, w // 2, 2, *image.shape[2:]).mean(axis=(1, 3))
+
+
+def _wrap_linear(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Linear resampling along one axis with pixel-centre alignment and wrap-around neighbours."""
+    n = image.shape[axis]
+    pos = (np.arange(size) + 0.5) * (n / size) - 0.5
+    lo = np.floor(pos).astype(np.int64)
+    frac = (pos - lo).astype(np.float32)
+    a = np.take(image, lo % n, axis=axis)
+    b = np.take(image, (lo + 1) % n, axis=axis)
+    shape = [1] * image.ndim
+    shape[axis] = size
+    frac = frac.reshape(shape)
+    return a * (1 - frac) + b * frac
+
+
+def periodic_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a tileable image so that it stays tileable: 2x box reductions while the image is at least
+    twice the target (no aliasing), then linear resampling whose neighbours wrap around."""
+    image = image.astype(np.float32)
+    while (image.shape[0] >= 2 * height and image.shape[1] >= 2 * width
+           and image.shape[0] % 2 == 0 and image.shape[1] % 2 == 0):
+        image = _box_halve(image)
+    if image.shape[0] != height:
+        image = _wrap_linear(image, height, 0)
+    if image.shape[1] != width:
+        image = _wrap_linear(image, width, 1)
+    return image.astype(np.float32)
+
+
+def wrap_crop(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Crop that continues across the edges of a tileable image (any offset is seamless)."""
+    rows = (top + np.arange(height)) % image.shape[0]
+    cols = (left + np.arange(width)) % image.shape[1]
+    return image[rows][:, cols]
+
+
+# ---------------------------------------------------------------- Community Shaders _rmaos
+
+def pack_rmaos(roughness, metallic, ao, specular=None) -> np.ndarray:
+    """HxWx4 in [0,1]: R roughness, G metallic, B AO, A specular. Specular defaults to 1, the neutral
+    value patchers write (True PBR multiplies A by the NIF's specular level)."""
+    specular = np.ones_like(roughness) if specular is None else specular
+    return np.stack([roughness, metallic, ao, specular], axis=-1).astype(np.float32)
+
+
+def unpack_rmaos(rmaos: np.ndarray) -> dict[str, np.ndarray]:
+    """The inverse of pack_rmaos; a file without alpha gives specular 1 (the shader's default)."""
+    if rmaos.ndim == 2 or rmaos.shape[-1] < 3:
+        raise ValueError("an _rmaos map needs at least three channels")
+    specular = rmaos[..., 3] if rmaos.shape[-1] > 3 else np.ones(rmaos.shape[:2], np.float32)
+    return {"roughness": rmaos[..., 0], "metallic": rmaos[..., 1], "ao": rmaos[..., 2], "specular": specular}
+
+
+def png_bytes(image: np.ndarray, bits: int = 8) -> bytes:
+    """Encode a float image in [0,1] (HxW, HxWx3 or HxWx4) as PNG; 16-bit is for single-channel maps."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    image = np.clip(image, 0.0, 1.0)
+    if bits == 16:
+        if image.ndim != 2:
+            raise ValueError("16-bit PNGs are written for single-channel maps only")
+        pil = Image.fromarray(np.round(image * 65535).astype(np.uint16))
+    else:
+        pil = Image.fromarray(np.round(image * 255).astype(np.uint8))
+    buffer = BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """Any 1..4-channel image -> HxWx3 (grey is repeated, alpha dropped)."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[-1] in (1, 2):
+        return np.repeat(image[..., :1], 3, axis=-1)
+    return image[..., :3]
+
+
+def as_gray(image: np.ndarray) -> np.ndarray:
+    """Any 1..4-channel image -> HxW (the first channel: data maps are stored grey or in R)."""
+    return image if image.ndim == 2 else image[..., 0]
+
+
+# ---------------------------------------------------------------- the per-run data report
+
+@dataclass
+class DataReport:
+    """What the readers skipped and why; written next to the run's logs (JSON)."""
+
+    loaded: Counter = field(default_factory=Counter)      # source -> samples served
+    skipped: Counter = field(default_factory=Counter)     # reason -> count
+    examples: dict = field(default_factory=dict)          # reason -> first few paths
+    max_examples: int = 5
+
+    def ok(self, source: str) -> None:
+        self.loaded[source] += 1
+
+    def skip(self, path, reason: str) -> None:
+        """Record one skipped file or sample. `reason` is a short sentence without the path."""
+        self.skipped[reason] += 1
+        paths = self.examples.setdefault(reason, [])
+        if len(paths) < self.max_examples:
+            paths.append(str(path))
+        log.warning("skipped %s: %s", path, reason)
+
+    def merge(self, other: "DataReport") -> None:
+        self.loaded.update(other.loaded)
+        self.skipped.update(other.skipped)
+        for reason, paths in other.examples.items():
+            mine = self.examples.setdefault(reason, [])
+            mine.extend(p for p in paths if p not in mine)
+            del mine[self.max_examples:]
+
+    def to_dict(self) -> dict:
+        return {"loaded": dict(self.loaded), "skipped_total": sum(self.skipped.values()),
+                "skipped": dict(self.skipped), "examples": self.examples}
+
+    def write(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
