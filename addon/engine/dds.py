@@ -144,6 +144,10 @@ def _bc7_params(linear: bool):
     params = etcpak.BC7CompressBlockParams()
     if linear:
         params.init_linear_weights()  # data maps: every channel's error counts the same
+    else:
+        # Perceptual RGB weights, but alpha (cut-out edges of alpha-tested foliage, hair, decals)
+        # weighted like red instead of the default quarter: halves the worst alpha error.
+        params.m_weights = [128, 64, 16, 128]
     return params
 
 

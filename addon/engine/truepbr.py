@@ -1,0 +1,113 @@
+"""Community Shaders "True PBR" output: four DDS files per texture and the patcher JSON.
+
+For a diffuse `textures/<rel>.dds` the set is written under `textures/pbr/`:
+
+| file              | content                                             | format          |
+|-------------------|-----------------------------------------------------|-----------------|
+| `<rel>.dds`       | albedo RGB, alpha = the diffuse's alpha (or opaque) | BC7 sRGB        |
+| `<rel>_n.dds`     | tangent-space normal, DirectX (green = Y down)      | BC7 linear      |
+| `<rel>_rmaos.dds` | R roughness, G metallic, B AO, A specular           | BC7 linear      |
+| `<rel>_p.dds`     | height, 0.5 = surface level                         | BC4             |
+
+Specular (the `_rmaos` alpha) is the reflectance of the non-metal parts. The shader multiplies it by
+the patcher's `specular_level`, so F0 = lerp(A * specular_level, albedo, metallic). The models do not
+predict it, and almost every dielectric a Skyrim texture shows (stone, wood, cloth, leather) reflects
+about 4 %: we store A = 255 (1.0) and let `specular_level` = 0.04 set that 4 %.
+
+PBRNifPatcher and ParallaxGen's PGPatcher read a JSON array of entries whose `texture` is the original
+diffuse path under `textures\\` without extension; they point the matching NIF shapes at
+`textures\\pbr\\<texture>*.dds`. Both look for these files in `<Data>/PBRNifPatcher/*.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import dds, naming
+from .imageio import _write_atomically
+
+# Where the patchers look for their configuration, relative to the mod (Data) root.
+PATCHER_FOLDER = "PBRNifPatcher"
+SPECULAR_LEVEL = 0.04   # F0 of common dielectrics; scales the `_rmaos` alpha
+RMAOS_SPECULAR = 1.0    # stored in `_rmaos` alpha, see the module docstring
+# Parallax depth for the height map: the value the patchers' own example ships, a moderate depth
+# that suits Skyrim's architecture and clutter; raise it in the JSON for deep relief.
+DISPLACEMENT_SCALE = 0.35
+# Below this height range (one 8-bit step) the height map is flat and parallax would only cost time.
+_FLAT_HEIGHT_RANGE = 1.0 / 255.0
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def albedo_rgba(result) -> np.ndarray:
+    alpha = result.alpha if result.alpha is not None else np.ones(result.albedo.shape[:2], np.float32)
+    return _to_uint8(np.dstack([result.albedo, alpha]))
+
+
+def normal_rgba(result) -> np.ndarray:
+    """DirectX normal map: the OpenGL result with green (Y) flipped, stored as (n + 1) / 2."""
+    directx = result.normal * np.array([1.0, -1.0, 1.0], dtype=np.float32)
+    opaque = np.ones(directx.shape[:2], np.float32)
+    return _to_uint8(np.dstack([(directx + 1.0) * 0.5, opaque]))
+
+
+def rmaos_rgba(result) -> np.ndarray:
+    specular = np.full(result.roughness.shape, RMAOS_SPECULAR, np.float32)
+    return _to_uint8(np.dstack([result.roughness, result.metallic, result.ao, specular]))
+
+
+def height_rgba(result) -> np.ndarray:
+    height = _to_uint8(result.height)
+    return np.dstack([height, height, height, np.full_like(height, 255)])
+
+
+# role -> (pixels, block format, sRGB, mip filter)
+_ENCODINGS = {
+    "albedo": (albedo_rgba, "BC7", True, "color"),
+    "normal": (normal_rgba, "BC7", False, "normal"),
+    "rmaos": (rmaos_rgba, "BC7", False, "linear"),
+    "height": (height_rgba, "BC4", False, "linear"),
+}
+
+
+def write_truepbr_set(result, out_root: str | os.PathLike, relative_stem: str) -> dict[str, Path]:
+    """Write the four DDS files of one texture under out_root/textures/pbr/; role -> path written.
+
+    relative_stem: the diffuse path relative to `textures/`, without extension ('armor/iron/cuirass').
+    Each file appears atomically; a name that would escape out_root raises PBRForgeError first.
+    """
+    targets = {role: naming.safe_join(out_root, rel) for role, rel in naming.truepbr_names(relative_stem).items()}
+    written = {}
+    for role, target in targets.items():
+        pixels, fmt, srgb, kind = _ENCODINGS[role]
+        written[role] = dds.write_dds(target, pixels(result), fmt, srgb, kind=kind)
+    return written
+
+
+def patcher_entry(relative_stem: str, result) -> dict:
+    """One PBRNifPatcher / PGPatcher entry for a converted texture."""
+    height_range = float(np.ptp(result.height)) if result.height.size else 0.0
+    return {
+        "texture": naming.texture_key(relative_stem),
+        "emissive": False,
+        "parallax": height_range > _FLAT_HEIGHT_RANGE,
+        "subsurface": False,
+        "specular_level": SPECULAR_LEVEL,
+        "roughness_scale": 1.0,
+        "displacement_scale": DISPLACEMENT_SCALE,
+        "subsurface_color": [1.0, 1.0, 1.0],
+        "subsurface_opacity": 1.0,
+        "smooth_angle": 75,
+    }
+
+
+def write_patcher_json(entries: list[dict], path: str | os.PathLike) -> Path:
+    """Write the patcher's JSON array atomically (sorted by texture, so reruns give the same file)."""
+    ordered = sorted(entries, key=lambda entry: entry["texture"].lower())
+    text = json.dumps(ordered, indent=2, ensure_ascii=False) + "\n"
+    return _write_atomically(Path(path), text.encode("utf-8"))
