@@ -1,0 +1,125 @@
+"""The PBR material builder: a new Principled BSDF material wired to the converted maps.
+
+Wiring follows what Blender and its glTF exporter expect:
+- albedo -> Base Color (sRGB); its alpha -> Alpha when the albedo has one;
+- roughness, metallic -> their inputs (Non-Color);
+- normal -> Normal Map node (tangent space, OpenGL, Non-Color) -> Normal;
+- height -> Displacement node (Midlevel 0.5) -> Material Output Displacement (bump by default);
+- ao -> the "Occlusion" input of the "glTF Material Output" node group (Principled BSDF has no AO input).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+GLTF_GROUP_NAME = "glTF Material Output"
+GLTF_OCCLUSION = "Occlusion"
+# Height 0.5 is the flat level (see the models' manifest); a 5 cm relief range reads well as bump
+# on walls and props at Skyrim scale without exaggerating displacement.
+HEIGHT_MIDLEVEL = 0.5
+HEIGHT_SCALE = 0.05
+
+COLOUR_MAPS = ("albedo",)
+DATA_MAPS = ("roughness", "metallic", "ao", "height", "normal")
+
+# Node columns, left to right: image textures, helpers, shader, output.
+_X_IMAGES, _X_HELPERS, _X_SHADER, _X_OUTPUT = -900, -450, 0, 400
+_ROW = 300
+
+
+def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = False) -> bpy.types.Material:
+    """A NEW material named `name` using the maps in `image_paths` (keys: albedo, roughness,
+    metallic, ao, height, normal; any subset). Images load from disk; `pack` embeds them in the .blend."""
+    unknown = set(image_paths) - set(COLOUR_MAPS) - set(DATA_MAPS)
+    if unknown:
+        raise ValueError(f"unknown map names: {sorted(unknown)}")
+
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:  # Blender 4.x: new materials have no node tree until use_nodes
+        material.use_nodes = True
+    material.displacement_method = 'BUMP'
+    tree = material.node_tree
+    tree.nodes.clear()
+
+    shader = tree.nodes.new("ShaderNodeBsdfPrincipled")
+    shader.location = (_X_SHADER, 0)
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    output.location = (_X_OUTPUT, 0)
+    tree.links.new(shader.outputs["BSDF"], output.inputs["Surface"])
+
+    row = 0
+
+    def image_node(map_name: str) -> bpy.types.ShaderNodeTexImage:
+        nonlocal row
+        node = tree.nodes.new("ShaderNodeTexImage")
+        node.image = _load_image(image_paths[map_name], is_data=map_name in DATA_MAPS, pack=pack)
+        node.label = map_name.capitalize()
+        node.location = (_X_IMAGES, -row * _ROW)
+        row += 1
+        return node
+
+    if "albedo" in image_paths:
+        albedo = image_node("albedo")
+        tree.links.new(albedo.outputs["Color"], shader.inputs["Base Color"])
+        if _has_alpha(albedo.image):
+            tree.links.new(albedo.outputs["Alpha"], shader.inputs["Alpha"])
+    for map_name, socket in (("roughness", "Roughness"), ("metallic", "Metallic")):
+        if map_name in image_paths:
+            tree.links.new(image_node(map_name).outputs["Color"], shader.inputs[socket])
+    if "normal" in image_paths:
+        normal_image = image_node("normal")
+        normal_map = tree.nodes.new("ShaderNodeNormalMap")
+        normal_map.space = 'TANGENT'
+        normal_map.location = (_X_HELPERS, normal_image.location.y)
+        tree.links.new(normal_image.outputs["Color"], normal_map.inputs["Color"])
+        tree.links.new(normal_map.outputs["Normal"], shader.inputs["Normal"])
+    if "height" in image_paths:
+        height_image = image_node("height")
+        displacement = tree.nodes.new("ShaderNodeDisplacement")
+        displacement.inputs["Midlevel"].default_value = HEIGHT_MIDLEVEL
+        displacement.inputs["Scale"].default_value = HEIGHT_SCALE
+        displacement.location = (_X_OUTPUT - 250, -2 * _ROW)
+        tree.links.new(height_image.outputs["Color"], displacement.inputs["Height"])
+        tree.links.new(displacement.outputs["Displacement"], output.inputs["Displacement"])
+    if "ao" in image_paths:
+        ao_image = image_node("ao")
+        group_node = tree.nodes.new("ShaderNodeGroup")
+        group_node.node_tree = gltf_output_group()
+        group_node.location = (_X_OUTPUT, -3 * _ROW)
+        tree.links.new(ao_image.outputs["Color"], group_node.inputs[GLTF_OCCLUSION])
+    return material
+
+
+def gltf_output_group() -> bpy.types.ShaderNodeTree:
+    """The "glTF Material Output" node group (with an Occlusion input), reused when the file has one."""
+    group = bpy.data.node_groups.get(GLTF_GROUP_NAME)
+    if group is None or group.bl_idname != "ShaderNodeTree":
+        group = bpy.data.node_groups.new(GLTF_GROUP_NAME, "ShaderNodeTree")
+    has_occlusion = any(
+        item.item_type == 'SOCKET' and item.in_out == 'INPUT' and item.name == GLTF_OCCLUSION
+        for item in group.interface.items_tree
+    )
+    if not has_occlusion:
+        socket = group.interface.new_socket(GLTF_OCCLUSION, in_out='INPUT', socket_type="NodeSocketFloat")
+        socket.default_value = 1.0
+        socket.min_value, socket.max_value = 0.0, 1.0
+    return group
+
+
+def _load_image(path: Path, *, is_data: bool, pack: bool) -> bpy.types.Image:
+    # check_existing reuses the datablock of an earlier run on the same file; reload picks up new pixels.
+    image = bpy.data.images.load(str(path), check_existing=True)
+    image.reload()
+    if is_data:
+        image.colorspace_settings.is_data = True
+    else:
+        image.colorspace_settings.name = "sRGB"
+    if pack and image.packed_file is None:
+        image.pack()
+    return image
+
+
+def _has_alpha(image: bpy.types.Image) -> bool:
+    # Blender reports 4 channels for every PNG it loads; an RGB file has depth 24 (8-bit) or 48 (16-bit).
+    return image.depth in (32, 64)

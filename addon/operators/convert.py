@@ -1,0 +1,364 @@
+"""Convert materials and image pairs into new PBR materials (non-destructive).
+
+The original material and its images are never modified: the result is a new material that
+replaces the original in its slot, while the original keeps a fake user so Revert is one click.
+Maps are written into a hidden staging folder inside the output folder and moved into place only
+when every file is complete, so a cancelled or failed run leaves no partial files.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+from bpy.props import StringProperty
+
+from ..blender.detect import check_normal_statistics, detect_inputs
+from ..blender.images import image_to_array
+from ..blender.material import build_material
+from ..engine import naming
+from ..engine.errors import PBRForgeError
+from ..engine.imageio import read_image
+from ..engine.manifest import load_manifest
+from ..engine.outputs import write_png_set
+from ..preferences import NORMAL_CONVENTIONS, PROVIDERS, get_preferences
+from .driver import RunSummary, SteppedOperator
+
+
+@dataclass
+class RunSettings:
+    """Everything a conversion needs from the preferences and the scene, read once per run."""
+    models_dir: Path
+    provider: str
+    tile: int
+    overlap: int
+    output_dir: Path
+    normal_convention: str  # "auto", "directx" or "opengl"
+    overwrite: bool
+    pack_images: bool
+
+    @classmethod
+    def from_context(cls, context) -> "RunSettings":
+        prefs = get_preferences(context)
+        return cls(
+            models_dir=prefs.resolved_models_dir(),
+            provider=PROVIDERS[prefs.provider],
+            tile=prefs.tile_size,
+            overlap=prefs.tile_overlap,
+            output_dir=prefs.resolved_output_dir(),
+            normal_convention=NORMAL_CONVENTIONS[prefs.normal_convention],
+            overwrite=prefs.overwrite,
+            pack_images=context.scene.pbr_forge.pack_images,
+        )
+
+    def converter(self):
+        # Imported here so registering the add-on never loads onnxruntime (startup stays fast).
+        from ..engine.pipeline import Converter
+
+        return Converter(models_dir=self.models_dir, provider=self.provider, tile=self.tile, overlap=self.overlap)
+
+    def png_suffixes(self) -> dict[str, str]:
+        return dict(load_manifest(self.models_dir).png_suffixes)
+
+
+class _Conversion:
+    """One diffuse (+ normal) -> PNG set -> new material. Subclasses say where the inputs come from
+    (`_read_inputs`) and what happens to the new material (`_place`)."""
+
+    def __init__(self, settings: RunSettings, label: str):
+        self.settings = settings
+        self.label = label
+        self._job = None
+        self._name = ""
+        self._targets: dict[str, Path] = {}
+        self.material: bpy.types.Material | None = None
+
+    def _read_inputs(self) -> tuple[np.ndarray, np.ndarray | None, str, str]:
+        """(diffuse, normal or None, normal convention, output base name)."""
+        raise NotImplementedError
+
+    def _place(self, material: bpy.types.Material) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        diffuse, normal, convention, self._name = self._read_inputs()
+        if self.settings.normal_convention != "auto":
+            convention = self.settings.normal_convention
+        names = naming.png_set_names(self._name, self.settings.png_suffixes())
+        self._targets = {role: self.settings.output_dir / file_name for role, file_name in names.items()}
+        self._check_targets_free()
+        self._job = self.settings.converter().start(diffuse, normal, normal_convention=convention)
+
+    def step(self) -> float:
+        return self._job.step()
+
+    @property
+    def done(self) -> bool:
+        return self._job is not None and self._job.done
+
+    def finish(self) -> RunSummary:
+        result = self._job.result
+        paths = self._write_outputs(result)
+        material = build_material(f"{self._name}_PBR", paths, pack=self.settings.pack_images)
+        self._place(material)
+        self.material = material
+        return RunSummary(
+            message=f"Made '{material.name}' from {self.label} in {result.seconds:.1f} s ({result.provider}).",
+            maps=len(paths), seconds=result.seconds, provider=result.provider, warnings=list(result.warnings),
+        )
+
+    def cancel(self) -> None:
+        if self._job is not None and not self._job.done:
+            self._job.cancel()
+
+    def _check_targets_free(self) -> None:
+        if self.settings.overwrite:
+            return
+        for path in self._targets.values():
+            if path.exists():
+                raise PBRForgeError(
+                    f"'{path}' already exists; turn on Overwrite Existing Files in the PBR Forge "
+                    "preferences or choose another output folder."
+                )
+
+    def _write_outputs(self, result) -> dict[str, Path]:
+        out_dir = self.settings.output_dir
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise PBRForgeError(f"Cannot create the output folder '{out_dir}' ({error.strerror}); "
+                                "choose another one in the PBR Forge preferences.") from None
+        self._check_targets_free()  # files may have appeared while the models ran
+        staging = Path(tempfile.mkdtemp(prefix=".pbr_forge-", dir=out_dir))
+        try:
+            written = write_png_set(result, staging, self._name, self.settings.png_suffixes())
+            for role, path in written.items():
+                os.replace(path, self._targets[role])
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return {role: self._targets[role] for role in written}
+
+
+class MaterialConversion(_Conversion):
+    """A material's detected diffuse/normal -> a new material in the slots that held the old one."""
+
+    def __init__(self, settings: RunSettings, material: bpy.types.Material,
+                 slots: list[tuple[bpy.types.Object, int]]):
+        super().__init__(settings, f"'{material.name}'")
+        self.source = material
+        self.slots = slots
+
+    def _read_inputs(self):
+        material = self.source
+        if material.library is not None or material.override_library is not None:
+            raise PBRForgeError(f"The material '{material.name}' is linked from another .blend file; "
+                                "make it local (Object > Relations > Make Local) and convert again.")
+        for obj, _index in self.slots:
+            if obj.library is not None:
+                raise PBRForgeError(f"The object '{obj.name}' is linked from another .blend file; "
+                                    "make it local before converting its material.")
+        found = detect_inputs(material)
+        if found.diffuse is None:
+            raise PBRForgeError(f"The material '{material.name}' has no diffuse image; connect the diffuse "
+                                "texture to the Principled BSDF's Base Color and try again.")
+        diffuse = image_to_array(found.diffuse)
+        normal = None
+        if found.normal is not None:
+            normal = image_to_array(found.normal)
+            check_normal_statistics(normal, found.normal.name)
+        return diffuse, normal, found.normal_convention, found.base_name or bpy.path.clean_name(material.name)
+
+    def _place(self, material):
+        material.pbr_forge_source = self.source
+        # Keep the original alive in the .blend even when no slot uses it any more.
+        self.source.use_fake_user = True
+        for obj, index in self.slots:
+            obj.material_slots[index].material = material
+
+
+class PairConversion(_Conversion):
+    """Two image files -> a new material (kept with a fake user; assign it from the material list)."""
+
+    def __init__(self, settings: RunSettings, diffuse_path: Path, normal_path: Path | None):
+        super().__init__(settings, f"'{diffuse_path.name}'")
+        self.diffuse_path = diffuse_path
+        self.normal_path = normal_path
+
+    def _read_inputs(self):
+        normal = None
+        convention = "auto"
+        if self.normal_path is not None:
+            normal = read_image(self.normal_path)
+            check_normal_statistics(normal, self.normal_path.name)
+            if naming.role_of(self.normal_path) == "normal":
+                convention = "directx"
+            elif naming.tag_role(self.normal_path.name) == "normal":
+                convention = "opengl"
+        base, _suffix = naming.split_suffix(self.diffuse_path.stem)
+        return read_image(self.diffuse_path), normal, convention, bpy.path.clean_name(base)
+
+    def _place(self, material):
+        material.use_fake_user = True
+
+
+class ConversionQueue:
+    """Several conversions one after another. A conversion that fails with a user error is skipped
+    and reported; the finished ones are kept (a later failure never undoes earlier work)."""
+
+    def __init__(self, conversions: list[_Conversion]):
+        self.conversions = conversions
+        self._index = 0
+        self._started = False
+        self._summaries: list[RunSummary] = []
+        self._failures: list[str] = []
+
+    def start(self) -> None:
+        self._start_current()
+
+    @property
+    def done(self) -> bool:
+        return self._index >= len(self.conversions)
+
+    def step(self) -> float:
+        current = self.conversions[self._index]
+        try:
+            progress = current.step()
+            if current.done:
+                self._summaries.append(current.finish())
+                self._advance()
+                return self._index / len(self.conversions)
+        except PBRForgeError as error:
+            current.cancel()
+            self._failures.append(str(error))
+            self._advance()
+            return self._index / len(self.conversions)
+        return (self._index + progress) / len(self.conversions)
+
+    def finish(self) -> RunSummary:
+        made = len(self._summaries)
+        if made == 1 and not self._failures:
+            return self._summaries[0]
+        seconds = sum(s.seconds for s in self._summaries)
+        return RunSummary(
+            message=f"Converted {made} of {len(self.conversions)} materials in {seconds:.1f} s.",
+            maps=sum(s.maps for s in self._summaries), seconds=seconds,
+            provider=", ".join(dict.fromkeys(s.provider for s in self._summaries)),
+            warnings=[w for s in self._summaries for w in s.warnings], failures=self._failures,
+        )
+
+    def cancel(self) -> None:
+        if not self.done:
+            self.conversions[self._index].cancel()
+
+    def _start_current(self) -> None:
+        """Start the next conversion now so input errors surface before the first TIMER event."""
+        while not self.done and not self._started:
+            try:
+                self.conversions[self._index].start()
+                self._started = True
+            except PBRForgeError as error:
+                self._failures.append(str(error))
+                self._index += 1
+
+    def _advance(self) -> None:
+        self._index += 1
+        self._started = False
+        self._start_current()
+
+
+def _active_material(context):
+    obj = context.object
+    return obj.active_material if obj is not None else None
+
+
+class PBR_FORGE_OT_convert_material(SteppedOperator, bpy.types.Operator):
+    """Convert the active material's diffuse and normal into a new PBR material"""
+    bl_idname = "pbr_forge.convert_material"
+    bl_label = "Convert to PBR"
+
+    @classmethod
+    def poll(cls, context):
+        return _active_material(context) is not None
+
+    def make_controller(self, context):
+        obj = context.object
+        conversion = MaterialConversion(RunSettings.from_context(context), obj.active_material,
+                                        [(obj, obj.active_material_index)])
+        return ConversionQueue([conversion])
+
+
+class PBR_FORGE_OT_convert_selected(SteppedOperator, bpy.types.Operator):
+    """Convert every material of the selected objects into new PBR materials"""
+    bl_idname = "pbr_forge.convert_selected"
+    bl_label = "Convert Selected Objects"
+
+    @classmethod
+    def poll(cls, context):
+        return any(slot.material for obj in context.selected_objects for slot in obj.material_slots)
+
+    def make_controller(self, context):
+        settings = RunSettings.from_context(context)
+        slots_by_material: dict[bpy.types.Material, list] = {}
+        for obj in context.selected_objects:
+            for index, slot in enumerate(obj.material_slots):
+                if slot.material is not None:
+                    slots_by_material.setdefault(slot.material, []).append((obj, index))
+        return ConversionQueue([MaterialConversion(settings, material, slots)
+                                for material, slots in slots_by_material.items()])
+
+
+class PBR_FORGE_OT_convert_pair(SteppedOperator, bpy.types.Operator):
+    """Convert a diffuse file (and its normal map) into a new PBR material"""
+    bl_idname = "pbr_forge.convert_pair"
+    bl_label = "Convert Image Pair"
+
+    diffuse_path: StringProperty(name="Diffuse", subtype='FILE_PATH')
+    normal_path: StringProperty(name="Normal", subtype='FILE_PATH')
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None
+
+    def make_controller(self, context):
+        scene_settings = context.scene.pbr_forge
+        diffuse = self.diffuse_path or scene_settings.diffuse_path
+        normal = self.normal_path or scene_settings.normal_path
+        if not diffuse:
+            raise PBRForgeError("Choose a diffuse texture file first.")
+        diffuse_path = Path(bpy.path.abspath(diffuse))
+        normal_path = Path(bpy.path.abspath(normal)) if normal else naming.find_normal_for(diffuse_path)
+        return ConversionQueue([PairConversion(RunSettings.from_context(context), diffuse_path, normal_path)])
+
+
+class PBR_FORGE_OT_revert_material(bpy.types.Operator):
+    """Put the original material back in the slots that use this converted one"""
+    bl_idname = "pbr_forge.revert_material"
+    bl_label = "Revert to Original"
+    bl_options = {'REGISTER', 'UNDO'}
+
+    @classmethod
+    def poll(cls, context):
+        material = _active_material(context)
+        return material is not None and material.pbr_forge_source is not None
+
+    def execute(self, context):
+        converted = context.object.active_material
+        source = converted.pbr_forge_source
+        for obj in context.scene.objects:
+            for slot in obj.material_slots:
+                if slot.material == converted and obj.library is None:
+                    slot.material = source
+        self.report({'INFO'}, f"Restored '{source.name}'; '{converted.name}' stays in the file until it is saved.")
+        return {'FINISHED'}
+
+
+classes = (
+    PBR_FORGE_OT_convert_material,
+    PBR_FORGE_OT_convert_selected,
+    PBR_FORGE_OT_convert_pair,
+    PBR_FORGE_OT_revert_material,
+)

@@ -1,0 +1,131 @@
+"""Add-on preferences: where the models are, how to run them, where and how to write outputs."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from .engine.manifest import default_models_dir
+
+# Preference value -> provider name the engine's Converter takes.
+PROVIDERS = {"AUTO": "auto", "CPU": "cpu", "CUDA": "cuda", "DIRECTML": "directml", "COREML": "coreml"}
+# Preference value -> the batch runner's `fmt`.
+NAMING_PRESETS = {"BLENDER": "blender", "TRUEPBR": "truepbr", "BOTH": "both"}
+NORMAL_CONVENTIONS = {"AUTO": "auto", "DIRECTX": "directx", "OPENGL": "opengl"}
+
+
+class PBRForgePreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    models_dir: StringProperty(
+        name="Models Folder",
+        description="Folder with the ONNX models and manifest.json; empty uses the set shipped with the add-on",
+        subtype='DIR_PATH',
+        default="",
+    )
+    provider: EnumProperty(
+        name="Execution Provider",
+        description="Where the models run",
+        items=[
+            ("AUTO", "Auto", "The best GPU provider available, else the CPU"),
+            ("CPU", "CPU", "Run on the processor (always available)"),
+            ("CUDA", "CUDA", "NVIDIA GPU (needs the CUDA build of the extension)"),
+            ("DIRECTML", "DirectML", "Any DirectX 12 GPU on Windows (needs the DirectML build)"),
+            ("COREML", "CoreML", "Apple silicon GPU / Neural Engine"),
+        ],
+        default="AUTO",
+    )
+    tile_size: IntProperty(
+        name="Tile Size",
+        description="Pixels per side of the tiles the models run on; smaller uses less memory",
+        default=512, min=128, max=4096, step=32,
+    )
+    tile_overlap: IntProperty(
+        name="Tile Overlap",
+        description="Pixels shared by neighbouring tiles, blended to hide seams",
+        default=64, min=0, max=1024,
+    )
+    output_dir: StringProperty(
+        name="Output Folder",
+        description="Where converted maps are written; empty uses a 'pbr_forge' folder beside the .blend file",
+        subtype='DIR_PATH',
+        default="",
+    )
+    naming_preset: EnumProperty(
+        name="Output Set",
+        items=[
+            ("BLENDER", "Blender PNG Set", "albedo, roughness, metallic, ao, height and normal PNGs"),
+            ("TRUEPBR", "True PBR DDS Set", "Community Shaders True PBR DDS files and patcher JSON (batch)"),
+            ("BOTH", "Both", "Both sets"),
+        ],
+        default="BLENDER",
+    )
+    normal_convention: EnumProperty(
+        name="Input Normals",
+        description="Convention of the input normal maps",
+        items=[
+            ("AUTO", "Auto", "Skyrim '_n' files are DirectX, Blender-style names OpenGL, else guessed from the pixels"),
+            ("DIRECTX", "DirectX", "Green points down (Skyrim, Unreal)"),
+            ("OPENGL", "OpenGL", "Green points up (Blender, MatSynth)"),
+        ],
+        default="AUTO",
+    )
+    overwrite: BoolProperty(
+        name="Overwrite Existing Files",
+        description="Replace output files that already exist instead of stopping",
+        default=False,
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "models_dir")
+        if not self.models_dir:
+            layout.label(text=f"Using the shipped models: {default_models_dir()}", icon='INFO')
+        layout.prop(self, "provider")
+        row = layout.row(align=True)
+        row.prop(self, "tile_size")
+        row.prop(self, "tile_overlap")
+        layout.prop(self, "output_dir")
+        layout.prop(self, "naming_preset")
+        layout.prop(self, "normal_convention")
+        layout.prop(self, "overwrite")
+
+    # Resolved settings, in the engine's terms.
+    def resolved_models_dir(self) -> Path:
+        return Path(bpy.path.abspath(self.models_dir)) if self.models_dir else Path(default_models_dir())
+
+    def resolved_output_dir(self) -> Path:
+        if self.output_dir:
+            return Path(bpy.path.abspath(self.output_dir))
+        if bpy.data.filepath:
+            return Path(bpy.path.abspath("//pbr_forge"))
+        return user_folder("output")
+
+
+def user_folder(name: str) -> Path:
+    """A folder for the add-on's own files (created if missing).
+
+    Installed extensions get Blender's per-extension user folder; the add-on loaded straight from a
+    source checkout (tests, development) has none, so it falls back to the temporary folder.
+    """
+    try:
+        return Path(bpy.utils.extension_path_user(__package__, path=name, create=True))
+    except ValueError:
+        folder = Path(tempfile.gettempdir()) / "pbr_forge" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def get_preferences(context: bpy.types.Context) -> PBRForgePreferences:
+    return context.preferences.addons[__package__].preferences
+
+
+def register():
+    bpy.utils.register_class(PBRForgePreferences)
+
+
+def unregister():
+    bpy.utils.unregister_class(PBRForgePreferences)

@@ -1,0 +1,26 @@
+"""Batch conversion of a mod folder from the panel's operator."""
+from .builders import make_texture_pair
+
+
+def test_batch_operator_converts_a_mod_folder_and_records_the_summary(bpy, prefs, tmp_path):
+    mod = tmp_path / "mod"
+    make_texture_pair(mod / "textures" / "architecture", name="wall")
+    make_texture_pair(mod / "textures" / "clutter", name="pot")
+    originals = {p: p.read_bytes() for p in mod.rglob("*.png")}
+    settings = bpy.context.scene.pbr_forge
+    settings.batch_input_dir = str(mod)
+    settings.batch_output_dir = str(tmp_path / "converted")
+    prefs.naming_preset = 'BLENDER'
+
+    assert bpy.ops.pbr_forge.batch_convert() == {'FINISHED'}
+
+    assert settings.last_maps == 2 and "2 texture sets converted" in settings.last_message
+    written = {p.name for p in (tmp_path / "converted").rglob("*.png")}
+    assert {"wall_albedo.png", "pot_normal.png"} <= written
+    assert {p: p.read_bytes() for p in mod.rglob("*.png")} == originals
+
+
+def test_batch_poll_needs_both_folders(bpy, prefs):
+    assert not bpy.ops.pbr_forge.batch_convert.poll()
+    bpy.context.scene.pbr_forge.batch_input_dir = "/somewhere"
+    assert not bpy.ops.pbr_forge.batch_convert.poll()

@@ -1,0 +1,33 @@
+"""The add-on registers and unregisters cleanly, and its engine never needs Blender."""
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import ADDON_MODULE
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_enable_disable_twice_registers_and_removes_everything(bpy, empty_scene):
+    import addon_utils
+
+    for _ in range(2):
+        addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
+        assert hasattr(bpy.types, "PBR_FORGE_OT_convert_material")
+        assert hasattr(bpy.types, "PBR_FORGE_PT_main")
+        assert hasattr(bpy.types.Scene, "pbr_forge")
+        assert bpy.context.preferences.addons[ADDON_MODULE].preferences.provider == 'AUTO'
+        addon_utils.disable(ADDON_MODULE, default_set=True, handle_error=_raise)
+        assert not hasattr(bpy.types, "PBR_FORGE_OT_convert_material")
+        assert not hasattr(bpy.types.Scene, "pbr_forge")
+        assert not hasattr(bpy.types.Material, "pbr_forge_source")
+
+
+def test_importing_the_package_and_engine_does_not_import_bpy():
+    code = ("import sys, addon, addon.engine, addon.engine.naming, addon.engine.manifest; "
+            "sys.exit('bpy' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def _raise(error):
+    raise error
