@@ -1,0 +1,117 @@
+"""Community Shaders True PBR output: file names, block formats, channel packing, patcher JSON."""
+import json
+
+import numpy as np
+import pytest
+
+from addon.engine import dds, truepbr
+from addon.engine.errors import PBRForgeError
+from addon.engine.pipeline import PBRResult
+
+SIZE = 64
+
+
+def make_result(size, *, with_alpha=False, flat_height=False):
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    wave = lambda fx, fy, phase: 0.5 + 0.4 * np.sin(2 * np.pi * (fx * x + fy * y) + phase)  # noqa: E731
+    normal = np.dstack([0.4 * np.sin(2 * np.pi * x), 0.4 * np.cos(2 * np.pi * y), np.ones_like(x)])
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    return PBRResult(
+        albedo=np.dstack([wave(1, 0, 0), wave(0, 1, 1), wave(1, 1, 2)]).astype(np.float32),
+        alpha=wave(1, 1, 0).astype(np.float32) if with_alpha else None,
+        roughness=wave(1, 0, 0.5).astype(np.float32),
+        metallic=(x > 0.5).astype(np.float32),
+        ao=wave(0, 1, 1.5).astype(np.float32),
+        height=np.full_like(x, 0.5) if flat_height else wave(1, 1, 0.3).astype(np.float32),
+        normal=normal.astype(np.float32),
+        provider="CPUExecutionProvider", warnings=[], seconds=0.0, material_scores={},
+    )
+
+
+def _decoded(path):
+    layout = dds.DdsLayout(path.read_bytes())
+    return layout, layout.decode(0).astype(int)
+
+
+def _as_uint8(values):
+    return np.rint(np.clip(values, 0, 1) * 255).astype(int)
+
+
+def test_the_set_is_four_dds_files_under_textures_pbr(tmp_path):
+    written = truepbr.write_truepbr_set(make_result(SIZE), tmp_path, "armor/iron/Cuirass")
+    folder = tmp_path / "textures" / "pbr" / "armor" / "iron"
+    assert written == {
+        "albedo": folder / "Cuirass.dds", "normal": folder / "Cuirass_n.dds",
+        "rmaos": folder / "Cuirass_rmaos.dds", "height": folder / "Cuirass_p.dds",
+    }
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in written.values())
+    formats = {role: dds.DdsLayout(path.read_bytes()) for role, path in written.items()}
+    assert {role: layout.dxgi for role, layout in formats.items()} == \
+        {"albedo": 99, "normal": 98, "rmaos": 98, "height": 80}
+    assert all(layout.mip_count == dds.mip_count(SIZE, SIZE) for layout in formats.values())
+
+
+def test_albedo_keeps_colour_and_the_diffuse_alpha(tmp_path):
+    result = make_result(SIZE, with_alpha=True)
+    written = truepbr.write_truepbr_set(result, tmp_path, "clutter/bowl")
+    _layout, pixels = _decoded(written["albedo"])
+    assert np.abs(pixels[..., :3] - _as_uint8(result.albedo)).mean() < 4  # four independent channels
+    assert np.abs(pixels[..., 3] - _as_uint8(result.alpha)).max() <= 12
+
+
+def test_albedo_is_opaque_without_a_diffuse_alpha(tmp_path):
+    written = truepbr.write_truepbr_set(make_result(SIZE), tmp_path, "clutter/bowl")
+    _layout, pixels = _decoded(written["albedo"])
+    assert pixels[..., 3].min() >= 254
+
+
+def test_normal_is_directx_with_green_flipped(tmp_path):
+    result = make_result(SIZE)
+    written = truepbr.write_truepbr_set(result, tmp_path, "rock")
+    _layout, pixels = _decoded(written["normal"])
+    stored = pixels[..., :3] / 255 * 2 - 1
+    assert np.abs(stored[..., 1] - (-result.normal[..., 1])).mean() < 0.02
+    assert np.abs(stored[..., 0] - result.normal[..., 0]).mean() < 0.02
+    # and not the OpenGL green: the test would catch a missing flip
+    assert np.abs(stored[..., 1] - result.normal[..., 1]).mean() > 0.2
+
+
+def test_rmaos_packs_roughness_metallic_ao_and_full_specular(tmp_path):
+    result = make_result(SIZE)
+    written = truepbr.write_truepbr_set(result, tmp_path, "wall")
+    _layout, pixels = _decoded(written["rmaos"])
+    for channel, values in enumerate((result.roughness, result.metallic, result.ao)):
+        assert np.abs(pixels[..., channel] - _as_uint8(values)).mean() < 2.5, channel
+    assert pixels[..., 3].min() >= 254
+
+
+def test_height_is_single_channel_bc4(tmp_path):
+    result = make_result(SIZE)
+    written = truepbr.write_truepbr_set(result, tmp_path, "wall")
+    layout, pixels = _decoded(written["height"])
+    assert layout.format == "BC4"
+    assert np.abs(pixels[..., 0] - _as_uint8(result.height)).max() <= 6
+
+
+def test_a_name_escaping_the_output_is_refused_before_writing(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(PBRForgeError):
+        truepbr.write_truepbr_set(make_result(8), out, "../../evil")
+    assert list(tmp_path.rglob("*.dds")) == []
+
+
+def test_patcher_json_lists_entries_in_the_patcher_format(tmp_path):
+    entries = [truepbr.patcher_entry("architecture/whiterun/WRWoodPlank01", make_result(16)),
+               truepbr.patcher_entry("armor/iron/cuirass", make_result(16, flat_height=True))]
+    path = truepbr.write_patcher_json(entries, tmp_path / "PBRNifPatcher" / "mod.json")
+    loaded = json.loads(path.read_text(encoding="utf-8"))
+    assert [e["texture"] for e in loaded] == ["architecture\\whiterun\\WRWoodPlank01", "armor\\iron\\cuirass"]
+    first = loaded[0]
+    assert first == {
+        "texture": "architecture\\whiterun\\WRWoodPlank01", "emissive": False, "parallax": True,
+        "subsurface": False, "specular_level": 0.04, "roughness_scale": 1.0,
+        "displacement_scale": truepbr.DISPLACEMENT_SCALE, "subsurface_color": [1.0, 1.0, 1.0],
+        "subsurface_opacity": 1.0, "smooth_angle": 75,
+    }
+    assert loaded[1]["parallax"] is False  # a flat height map gets no parallax
