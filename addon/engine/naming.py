@@ -175,6 +175,17 @@ def find_normal_for(diffuse_path: str | Path) -> Path | None:
     return _sibling_with_tag(diffuse_path, "base_color", "normal", files)
 
 
+def normal_convention_of(path: str | PurePath) -> str:
+    """The green-channel convention a normal map's name implies: "directx" for Skyrim `_n` files,
+    "opengl" for Node Wrangler names (made for Blender), "auto" (judge the pixels) otherwise."""
+    path = PurePath(path)
+    if role_of(path) == "normal":
+        return "directx"
+    if tag_role(path.stem) == "normal":
+        return "opengl"
+    return "auto"
+
+
 def png_set_names(name: str, suffixes: dict[str, str]) -> dict[str, str]:
     """Blender PNG set: map -> file name, e.g. {'albedo': 'wood_albedo.png', ...}.
 

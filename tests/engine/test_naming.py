@@ -105,6 +105,13 @@ def test_is_node_wrangler_map_needs_a_colour_sibling(tmp_path):
     assert not naming.is_node_wrangler_map(tmp_path / "wood_diffuse.png")
 
 
+@pytest.mark.parametrize("name, convention", [
+    ("rock_N.dds", "directx"), ("wood_normal.png", "opengl"), ("Wood-NRM.PNG", "opengl"), ("bump.png", "auto"),
+])
+def test_normal_convention_follows_the_naming_style(name, convention):
+    assert naming.normal_convention_of(name) == convention
+
+
 def test_png_set_names_uses_the_manifest_suffixes():
     names = naming.png_set_names("wood", {"albedo": "_albedo", "normal": "_normal"})
     assert names == {"albedo": "wood_albedo.png", "normal": "wood_normal.png"}
