@@ -225,11 +225,20 @@ def write_png(path: str | os.PathLike, array: np.ndarray, bits: int = 8) -> Path
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
         raise ValueError(f"expected (H, W) or (H, W, 1..4) pixels, got shape {array.shape}")
-    top = 255 if bits == 8 else 65535
-    values = np.rint(np.clip(array.astype(np.float32, copy=False), 0.0, 1.0) * top)
-    encoded = _encode_png_8(values.astype(np.uint8)) if bits == 8 \
-        else _encode_png_16(values.astype(np.uint16))
+    values = _quantise(array, bits)
+    encoded = _encode_png_8(values) if bits == 8 else _encode_png_16(values)
     return _write_atomically(Path(path), encoded)
+
+
+def _quantise(array: np.ndarray, bits: int, rows_per_block: int = 256) -> np.ndarray:
+    """[0, 1] floats -> uint8/uint16, a block of rows at a time so an 8K map needs no float copy."""
+    top = 255 if bits == 8 else 65535
+    values = np.empty(array.shape, dtype=np.uint8 if bits == 8 else np.uint16)
+    for start in range(0, array.shape[0], rows_per_block):
+        block = np.clip(array[start:start + rows_per_block].astype(np.float32), 0.0, 1.0)
+        block *= top
+        values[start:start + rows_per_block] = np.rint(block, out=block)
+    return values
 
 
 def _encode_png_8(values: np.ndarray) -> bytes:

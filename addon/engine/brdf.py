@@ -1,0 +1,73 @@
+"""GGX / Cook-Torrance shading in numpy, and the BRDF-cosine similarity of two PBR sets.
+
+trainer/metrics.py has the torch twin of `render_ggx` with the same formula (a test compares
+them): keep both in step. Formula (Karis 2013):
+    base sRGB -> linear; r = max(roughness, 0.04); alpha = r^2
+    D = alpha^2 / (pi ((n.h)^2 (alpha^2 - 1) + 1)^2)
+    k = (r + 1)^2 / 8;  G1(x) = x / (x (1 - k) + k);  G = G1(n.l) G1(n.v)
+    F0 = lerp(0.04, base, metallic);  F = F0 + (1 - F0)(1 - v.h)^5
+    diffuse = (1 - F)(1 - metallic) base / pi;  specular = D G F / (4 n.l n.v + 1e-4)
+    radiance = (diffuse + specular) n.l, with n.l and n.v clamped at 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+MIN_ROUGHNESS = 0.04
+DIELECTRIC_F0 = 0.04
+
+
+def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
+    srgb = np.clip(srgb, 0.0, 1.0)
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+def _unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float64)
+    return vector / np.linalg.norm(vector, axis=-1, keepdims=True)
+
+
+def render_ggx(base_srgb, normal, roughness, metallic, light_dir, view_dir) -> np.ndarray:
+    """(H, W, 3) radiance of a surface lit by a unit directional light (tangent space, z = out)."""
+    base = srgb_to_linear(np.asarray(base_srgb, dtype=np.float64))
+    n = _unit(normal)
+    l, v = _unit(light_dir), _unit(view_dir)
+    h = _unit(l + v)
+    r = np.maximum(np.asarray(roughness, dtype=np.float64), MIN_ROUGHNESS)[..., None]
+    m = np.asarray(metallic, dtype=np.float64)[..., None]
+    n_dot_l = np.clip(n @ l, 0.0, None)[..., None]
+    n_dot_v = np.clip(n @ v, 0.0, None)[..., None]
+    n_dot_h = (n @ h)[..., None]
+    v_dot_h = float(np.clip(v @ h, 0.0, 1.0))
+    alpha2 = (r * r) ** 2
+    d = alpha2 / (np.pi * (n_dot_h ** 2 * (alpha2 - 1.0) + 1.0) ** 2)
+    k = (r + 1.0) ** 2 / 8.0
+    g = (n_dot_l / (n_dot_l * (1.0 - k) + k)) * (n_dot_v / (n_dot_v * (1.0 - k) + k))
+    f0 = DIELECTRIC_F0 * (1.0 - m) + base * m
+    f = f0 + (1.0 - f0) * (1.0 - v_dot_h) ** 5
+    diffuse = (1.0 - f) * (1.0 - m) * base / np.pi
+    specular = d * g * f / (4.0 * n_dot_l * n_dot_v + 1e-4)
+    return (diffuse + specular) * n_dot_l
+
+
+def hemisphere_directions(count: int, seed: int = 0) -> np.ndarray:
+    """(count, 3) unit vectors with z > 0, reproducible from the seed."""
+    rng = np.random.default_rng(seed)
+    directions = rng.normal(size=(count, 3))
+    directions[:, 2] = np.abs(directions[:, 2]) + 1e-3
+    return _unit(directions)
+
+
+def brdf_cosine(maps_a: dict, maps_b: dict, n_dirs: int = 16, seed: int = 0) -> float:
+    """Cosine similarity of the flattened renders of two sets under the same `n_dirs` seeded
+    light/view pairs. Maps dicts need albedo (sRGB), normal, roughness, metallic."""
+    lights = hemisphere_directions(n_dirs, seed)
+    views = hemisphere_directions(n_dirs, seed + 1)
+    dot = norm_a = norm_b = 0.0
+    for light, view in zip(lights, views):
+        render_a = render_ggx(maps_a["albedo"], maps_a["normal"], maps_a["roughness"], maps_a["metallic"], light, view)
+        render_b = render_ggx(maps_b["albedo"], maps_b["normal"], maps_b["roughness"], maps_b["metallic"], light, view)
+        dot += float(np.sum(render_a * render_b))
+        norm_a += float(np.sum(render_a * render_a))
+        norm_b += float(np.sum(render_b * render_b))
+    return dot / max(np.sqrt(norm_a * norm_b), 1e-12)

@@ -1,0 +1,357 @@
+"""Diffuse + normal -> PBR maps with the four ONNX models, in small steps a UI can drive.
+
+Order (from the manifest's pipeline_order): UNet-Albedo over tiles of (diffuse, normal); the
+classifier and the metallic SegFormer on the whole albedo, downsampled ("context"); UNet-Maps over
+tiles of (albedo, normal, condition) where the condition is the context models' logits resampled
+with wrap-around to each tile's pixels. Every tiled stage runs through tiling.TiledRun, so the
+outputs tile seamlessly.
+
+Arrays: float32 (H, W[, C]); colour in sRGB [0, 1]; normals as OpenGL unit vectors in [-1, 1].
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .errors import ConversionCancelled, PBRForgeError
+from .manifest import Manifest, fixed_batch, load_manifest
+from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession
+from .tiling import TiledRun, plan_grid, resize_wrap, round_up, sample_wrap, wrap_source
+
+NORMAL_CONVENTIONS = ("directx", "opengl", "auto")
+DEFAULT_BATCH_TILES = 4
+# Auto-detection looks at most at this many pixels per side (the test is local; a crop suffices).
+_DETECTION_CROP = 1024
+
+
+@dataclass
+class PBRResult:
+    albedo: np.ndarray             # (H, W, 3) sRGB
+    alpha: np.ndarray | None       # (H, W) from the diffuse, or None
+    roughness: np.ndarray          # (H, W) linear
+    metallic: np.ndarray
+    ao: np.ndarray
+    height: np.ndarray             # (H, W), 0.5 = mid level
+    normal: np.ndarray             # (H, W, 3) OpenGL unit vectors in [-1, 1]
+    material_scores: dict          # class -> probability
+    provider: str                  # e.g. "CPU", "CUDA"
+    warnings: list = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Converter:
+    """Loads the manifest once; creates each model's onnxruntime session on first use."""
+
+    def __init__(self, models_dir=None, provider: str = "auto", tile: int | None = None,
+                 overlap: int | None = None, batch_tiles: int | None = None):
+        self.manifest: Manifest = load_manifest(models_dir)
+        if provider not in PROVIDER_CHOICES:
+            raise PBRForgeError(
+                f"Unknown execution provider '{provider}'; choose one of {', '.join(PROVIDER_CHOICES)}."
+            )
+        multiple = self.manifest.unet_multiple
+        tile = self.manifest.tile if tile is None else int(tile)
+        if tile < multiple:
+            raise PBRForgeError(f"The tile size {tile} is too small; use at least {multiple} pixels.")
+        self.tile = round_up(tile, multiple)
+        self.overlap = self.manifest.overlap if overlap is None else int(overlap)
+        if not 0 <= self.overlap < self.tile // 2:
+            raise PBRForgeError(
+                f"The tile overlap {self.overlap} does not fit a {self.tile}-pixel tile; use 0 to "
+                f"{self.tile // 2 - 1} pixels."
+            )
+        self.batch_tiles = int(batch_tiles or DEFAULT_BATCH_TILES)
+        if self.batch_tiles < 1:
+            raise PBRForgeError("The number of tiles per batch must be at least 1.")
+        self.provider = provider
+        self.notes: list[str] = []  # provider fallbacks, shown with every result
+        self._sessions: dict[str, ModelSession] = {}
+
+    def session(self, name: str) -> ModelSession:
+        if name not in self._sessions:
+            entry = self.manifest.model(name)
+            self._sessions[name] = ModelSession(
+                entry.path, self.provider, self.notes,
+                on_new_session=lambda session: self.manifest.check_session(name, session),
+            )
+        return self._sessions[name]
+
+    def start(self, diffuse: np.ndarray, normal: np.ndarray | None = None,
+              normal_convention: str = "directx") -> "ConversionJob":
+        return ConversionJob(self, diffuse, normal, normal_convention)
+
+    def convert(self, diffuse: np.ndarray, normal: np.ndarray | None = None,
+                normal_convention: str = "directx") -> PBRResult:
+        job = self.start(diffuse, normal, normal_convention)
+        while not job.done:
+            job.step()
+        return job.result
+
+
+class ConversionJob:
+    """One conversion as a sequence of short steps (one tile batch each) for Blender's modal timer."""
+
+    def __init__(self, converter: Converter, diffuse, normal, normal_convention: str):
+        diffuse = _check_image(diffuse, "diffuse", channels=(1, 2, 3, 4))
+        if normal is not None:
+            normal = _check_image(normal, "normal", channels=(3, 4))
+        if normal_convention not in NORMAL_CONVENTIONS:
+            raise PBRForgeError(
+                f"Unknown normal convention '{normal_convention}'; choose one of {', '.join(NORMAL_CONVENTIONS)}."
+            )
+        self._converter = converter
+        height, width = diffuse.shape[:2]
+        self._grid = plan_grid(height, width, converter.tile, converter.overlap, converter.manifest.unet_multiple)
+        batches = -(-self._grid.count // converter.batch_tiles)
+        self._total_steps = 1 + batches + 1 + batches  # prepare, albedo tiles, context, maps tiles
+        self._steps_done = 0
+        self._seconds = 0.0
+        self._result: PBRResult | None = None
+        self._cancelled = False
+        self._steps = self._run(diffuse, normal, normal_convention)
+
+    @property
+    def done(self) -> bool:
+        return self._result is not None or self._cancelled
+
+    @property
+    def progress(self) -> float:
+        return 1.0 if self._result is not None else self._steps_done / self._total_steps
+
+    @property
+    def result(self) -> PBRResult:
+        if self._cancelled:
+            raise ConversionCancelled("The conversion was cancelled; nothing was written.")
+        if self._result is None:
+            raise RuntimeError("the conversion has not finished; call step() until done")
+        return self._result
+
+    def step(self) -> float:
+        """Do the next unit of work (one tile batch at most); returns progress in [0, 1]."""
+        if self._cancelled:
+            raise ConversionCancelled("The conversion was cancelled; nothing was written.")
+        if self._result is not None:
+            return 1.0
+        started = time.perf_counter()
+        try:
+            next(self._steps)
+        except StopIteration:
+            pass
+        except BaseException:
+            self.cancel()  # a failed job frees its buffers like a cancelled one
+            raise
+        finally:
+            self._seconds += time.perf_counter() - started
+        self._steps_done += 1
+        return self.progress
+
+    def cancel(self) -> None:
+        """Stop the job and free its buffers; `result` then raises ConversionCancelled."""
+        if self._result is None:
+            self._cancelled = True
+            self._steps.close()
+
+    def _run(self, diffuse, normal, normal_convention):
+        converter, manifest, grid = self._converter, self._converter.manifest, self._grid
+        height, width = grid.height, grid.width
+        warnings: list[str] = []
+
+        # Prepare: the OpenGL unit normal (also the result's normal) and the diffuse alpha.
+        if normal is None:
+            warnings.append("No normal map was given; a flat normal was used, so height and AO carry less detail.")
+            unit_normal = np.zeros((height, width, 3), dtype=np.float32)
+            unit_normal[..., 2] = 1.0
+        else:
+            if normal.shape[:2] != (height, width):
+                warnings.append(
+                    f"The normal map is {normal.shape[1]}x{normal.shape[0]} but the diffuse is "
+                    f"{width}x{height}; the normal was resampled to match."
+                )
+                normal = resize_wrap(normal[..., :3], height, width)
+            unit_normal = decode_normal(normal, normal_convention, warnings)
+        normal = None  # the caller's array is no longer needed by the job
+        alpha = np.array(diffuse[..., -1], dtype=np.float32) if diffuse.shape[2] in (2, 4) else None
+        colour = diffuse[..., :3] if diffuse.shape[2] >= 3 else np.repeat(diffuse[..., :1], 3, axis=2)
+        yield
+
+        # (a) albedo over tiles of (diffuse, normal)
+        albedo = np.empty((height, width, 3), dtype=np.float32)
+        albedo_model = self._model("albedo", ("diffuse", "normal"), "albedo")
+        run = TiledRun(grid, [wrap_source(colour), wrap_source(unit_normal)], albedo_model, albedo,
+                       converter.batch_tiles)
+        while not run.step():
+            yield
+        diffuse = colour = run = None
+        np.clip(albedo, 0.0, 1.0, out=albedo)
+        yield
+
+        # (b) context: material logits per patch and the metallic logit, from the whole albedo
+        classifier = converter.session("classifier")
+        class_size = _fixed_hw(manifest.model("classifier").inputs["image"]["shape"],
+                               manifest.context_max_side["classifier"])
+        outputs = classifier.run({"image": _resize_nchw(albedo, *class_size)})
+        logits = outputs["logits"][0]
+        patch_logits = outputs["patch_logits"][0].transpose(1, 2, 0)  # (rows, cols, classes)
+        scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+        material_scores = {name: float(p) for name, p in zip(manifest.material_classes, scores)}
+        seg_size = _context_hw(height, width, manifest.context_max_side["metallic_seg"], manifest.unet_multiple)
+        metallic_logit = converter.session("metallic_seg").run(
+            {"image": _resize_nchw(albedo, *seg_size)})["metallic_logits"][0].transpose(1, 2, 0)
+        condition = _condition_source(manifest, patch_logits, metallic_logit, height, width)
+
+        # (c) maps over tiles of (albedo, normal, condition)
+        maps = np.empty((height, width, len(manifest.map_channels)), dtype=np.float32)
+        maps_model = self._model("maps", ("albedo", "normal", "condition"), "maps")
+        run = TiledRun(grid, [wrap_source(albedo), wrap_source(unit_normal), condition], maps_model, maps,
+                       converter.batch_tiles)
+        while not run.step():
+            yield
+        np.clip(maps, 0.0, 1.0, out=maps)
+        channel = {name: maps[..., i] for i, name in enumerate(manifest.map_channels)}
+
+        used = [s.provider for s in converter._sessions.values()]
+        self._result = PBRResult(
+            albedo=albedo, alpha=alpha, normal=unit_normal,
+            roughness=channel["roughness"], metallic=channel["metallic"], ao=channel["ao"],
+            height=channel["height"], material_scores=material_scores,
+            provider=", ".join(DISPLAY_NAMES[p] for p in dict.fromkeys(used)),
+            warnings=warnings + [note for note in converter.notes if note not in warnings],
+            seconds=self._seconds,
+        )
+
+    def _model(self, name: str, input_names: tuple, output_name: str):
+        """A tiling model callable: list of NCHW tile batches -> NCHW output batch."""
+        session = self._converter.session(name)
+        batch_size = fixed_batch(session.session)
+
+        def run(inputs):
+            feeds = dict(zip(input_names, inputs))
+            if batch_size is None:
+                return session.run(feeds)[output_name]
+            return _run_in_fixed_batches(session, feeds, output_name, batch_size)
+
+        return run
+
+
+def _run_in_fixed_batches(session, feeds: dict, output_name: str, size: int) -> np.ndarray:
+    """For graphs exported with a fixed batch: pad the last batch by repeating its last tile."""
+    count = next(iter(feeds.values())).shape[0]
+    outputs = []
+    for start in range(0, count, size):
+        chunk = {}
+        for name, value in feeds.items():
+            part = value[start:start + size]
+            if part.shape[0] < size:
+                part = np.concatenate([part, np.repeat(part[-1:], size - part.shape[0], axis=0)])
+            chunk[name] = part
+        outputs.append(session.run(chunk)[output_name][:min(size, count - start)])
+    return np.concatenate(outputs)
+
+
+def _check_image(array, what: str, channels: tuple) -> np.ndarray:
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"{what} must be a float array in [0, 1], got {array.dtype}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[2] not in channels or min(array.shape[:2]) < 1:
+        raise PBRForgeError(
+            f"The {what} image has shape {array.shape}, which PBR Forge cannot use; give an image with "
+            f"{' or '.join(map(str, channels))} channels."
+        )
+    return array
+
+
+def decode_normal(encoded: np.ndarray, convention: str, warnings: list) -> np.ndarray:
+    """(H, W, >=3) normal-map pixels in [0, 1] -> (H, W, 3) OpenGL unit vectors (float32).
+
+    Two-channel maps (BC5: blue stored as 0) get Z rebuilt from X and Y. DirectX maps (Skyrim
+    `_n`) have their green flipped. "auto" picks the convention under which the normals are the
+    slopes of a height field (see detect_normal_convention).
+    """
+    vectors = np.empty(encoded.shape[:2] + (3,), dtype=np.float32)
+    np.multiply(encoded[..., :3], 2.0, out=vectors, casting="unsafe")
+    vectors -= 1.0
+    if encoded[..., 2].max() <= 1.0 / 255.0:  # no Z stored: rebuild it (unit length, facing out)
+        z = 1.0 - vectors[..., 0] ** 2 - vectors[..., 1] ** 2
+        np.sqrt(np.maximum(z, 0.0, out=z), out=vectors[..., 2])
+    if convention == "auto":
+        convention = detect_normal_convention(vectors, warnings)
+    if convention == "directx":
+        vectors[..., 1] *= -1.0
+    length = np.sqrt(np.einsum("hwc,hwc->hw", vectors, vectors))
+    flat = length < 1e-6
+    vectors /= np.maximum(length, 1e-6)[..., None]
+    vectors[flat] = (0.0, 0.0, 1.0)
+    return vectors
+
+
+def detect_normal_convention(vectors: np.ndarray, warnings: list) -> str:
+    """Guess DirectX or OpenGL from the normals themselves.
+
+    With the OpenGL convention a tangent-space normal is (-dh/dx, dh/drow, 1) up to scale for some
+    height field h, so the slopes p = -nx/nz and q = ny/nz satisfy dp/drow = dq/dx (no curl).
+    A flipped green breaks that. Whichever convention leaves less curl wins; a near tie (flat or
+    noisy maps) falls back to DirectX, the Skyrim convention, with a warning.
+    """
+    crop = vectors[:_DETECTION_CROP, :_DETECTION_CROP].astype(np.float64)
+    nz = np.maximum(crop[..., 2], 0.1)
+    p = -crop[..., 0] / nz
+    q = crop[..., 1] / nz
+    dp_drow = np.gradient(p, axis=0)
+    dq_dcol = np.gradient(q, axis=1)
+    curl_opengl = np.abs(dp_drow - dq_dcol).mean()
+    curl_directx = np.abs(dp_drow + dq_dcol).mean()
+    if curl_opengl < 0.8 * curl_directx:
+        return "opengl"
+    if curl_directx < 0.8 * curl_opengl:
+        return "directx"
+    warnings.append("Could not tell whether the normal map is DirectX or OpenGL; assumed DirectX (Skyrim).")
+    return "directx"
+
+
+def _fixed_hw(shape: list, fallback: int) -> tuple:
+    height, width = shape[2], shape[3]
+    if isinstance(height, int) and isinstance(width, int):
+        return height, width
+    return fallback, fallback
+
+
+def _context_hw(height: int, width: int, max_side: int, multiple: int) -> tuple:
+    """The whole texture shrunk so its long side is at most max_side (never enlarged), each side
+    a multiple of `multiple`."""
+    scale = min(1.0, max_side / max(height, width))
+    return tuple(max(multiple, int(side * scale) // multiple * multiple) for side in (height, width))
+
+
+def _resize_nchw(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) -> (1, C, height, width), antialiased (Pillow's bilinear widens its support when
+    shrinking, so an 8K albedo averages down instead of aliasing)."""
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize(
+            (width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+        for c in range(image.shape[2])
+    ]
+    return np.stack(planes)[None]
+
+
+def _condition_source(manifest: Manifest, patch_logits, metallic_logit, height: int, width: int):
+    """TileSource for UNet-Maps' condition: each context logit resampled (bilinear, wrap-around)
+    to the tile's pixels, in the manifest's condition channel order."""
+    order = []
+    for name in manifest.condition_channels:
+        if name.startswith("material:"):
+            order.append(manifest.material_classes.index(name.split(":", 1)[1]))
+        else:
+            order.append(len(manifest.material_classes))  # the metallic logit comes last
+    order = np.asarray(order)
+
+    def cut(y0: int, x0: int, tile_h: int, tile_w: int) -> np.ndarray:
+        materials = sample_wrap(patch_logits, height, width, y0, x0, tile_h, tile_w)
+        metal = sample_wrap(metallic_logit, height, width, y0, x0, tile_h, tile_w)
+        return np.concatenate([materials, metal], axis=2)[..., order]
+
+    return cut
