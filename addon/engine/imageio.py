@@ -269,10 +269,16 @@ def _encode_png_16(values: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
+# mkstemp creates files readable by the owner only; outputs get the usual permissions instead.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _write_atomically(path: Path, payload: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temporary, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()
