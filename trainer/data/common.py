@@ -233,17 +233,36 @@ class DataReport:
     skipped: Counter = field(default_factory=Counter)     # reason -> count
     examples: dict = field(default_factory=dict)          # reason -> first few paths
     max_examples: int = 5
+    # DataLoader workers hold copies of the report: with a journal each skip is also appended there
+    # as one JSON line, and `from_journal` rebuilds the run's report in the main process.
+    journal: Path | None = None
 
     def ok(self, source: str) -> None:
         self.loaded[source] += 1
 
     def skip(self, path, reason: str) -> None:
         """Record one skipped file or sample. `reason` is a short sentence without the path."""
+        self._count(str(path), reason)
+        log.warning("skipped %s: %s", path, reason)
+        if self.journal is not None:
+            with open(self.journal, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"path": str(path), "reason": reason}) + "\n")
+
+    def _count(self, path: str, reason: str) -> None:
         self.skipped[reason] += 1
         paths = self.examples.setdefault(reason, [])
         if len(paths) < self.max_examples:
-            paths.append(str(path))
-        log.warning("skipped %s: %s", path, reason)
+            paths.append(path)
+
+    @classmethod
+    def from_journal(cls, journal) -> "DataReport":
+        report = cls()
+        if Path(journal).is_file():
+            for line in Path(journal).read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    report._count(entry["path"], entry["reason"])
+        return report
 
     def merge(self, other: "DataReport") -> None:
         self.loaded.update(other.loaded)

@@ -1,0 +1,63 @@
+"""The sample dict every dataset returns (docs/architecture.md) and the interface of a data source.
+
+A *source* (MatSynthDataset, SkyrimDataset, or a Subset of one) is what trainer.data.mixing draws from:
+
+    len(source)                                  number of materials
+    source.load(index, rng, size, resolution)    one sample: scaled to `resolution`, cropped to size=(h, w),
+                                                 never augmented
+    source.material_key(index) -> str            stable material id (for hold-out splits)
+    source.labels_of(index) -> tuple | None      class names when known without decoding images
+    source.domain                                0 = MatSynth / procedural, 1 = Skyrim
+    source.report                                its DataReport
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, VALID_TARGETS, labels_vector
+
+DOMAIN_MATSYNTH = 0
+DOMAIN_SKYRIM = 1
+IMAGE_KEYS = ("diffuse", "normal", "albedo", "maps", "metallic_mask")
+MAP_NAMES = ("roughness", "metallic", "ao", "height")  # == contract.MAP_CHANNELS
+
+
+def _chw(array: np.ndarray) -> torch.Tensor:
+    array = np.asarray(array, np.float32)
+    if array.ndim == 2:
+        array = array[..., None]
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, albedo: np.ndarray | None = None,
+                maps: dict[str, np.ndarray] | None = None, labels=None) -> dict[str, torch.Tensor]:
+    """Build a sample from HxW[xC] arrays. Absent targets are zeros with valid = 0; the metallic mask
+    is metallic > METALLIC_MASK_THRESHOLD and valid whenever metallic is."""
+    h, w = diffuse.shape[:2]
+    maps = maps or {}
+    zeros = np.zeros((h, w), np.float32)
+    valid = dict.fromkeys(VALID_TARGETS, 0.0)
+    if albedo is not None:
+        valid["albedo"] = 1.0
+    for name in MAP_NAMES:
+        if maps.get(name) is not None:
+            valid[name] = 1.0
+    metallic = maps.get("metallic")
+    if metallic is not None:
+        valid["metallic_mask"] = 1.0
+    if labels is not None:
+        valid["labels"] = 1.0
+    label_vec = labels_vector(labels) if labels is not None else np.zeros(NUM_CLASSES, np.float32)
+    return {
+        "diffuse": _chw(diffuse),
+        "normal": _chw(normal),
+        "albedo": _chw(albedo if albedo is not None else np.zeros((h, w, 3), np.float32)),
+        "maps": _chw(np.stack([maps.get(n) if maps.get(n) is not None else zeros for n in MAP_NAMES], -1)),
+        "metallic_mask": _chw((metallic > METALLIC_MASK_THRESHOLD).astype(np.float32)
+                              if metallic is not None else zeros),
+        "labels": torch.from_numpy(label_vec),
+        "valid": torch.tensor([valid[k] for k in VALID_TARGETS], dtype=torch.float32),
+        "domain": torch.tensor(domain, dtype=torch.long),
+        "photometric": torch.tensor(0.0),
+    }
