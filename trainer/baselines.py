@@ -11,26 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.contract import MAP_CHANNELS
+from trainer.data.common import linear_to_srgb, periodic_blur, srgb_to_linear
 
 DEFAULT_CONSTANTS = {"roughness": 0.7, "metallic": 0.0, "ao": 1.0, "height": 0.5}
-
-
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * c ** (1 / 2.4) - 0.055)
-
-
-def _periodic_blur(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of an HxW array with wrap-around, done in the Fourier domain."""
-    h, w = x.shape
-    fy = np.fft.fftfreq(h)[:, None]
-    fx = np.fft.rfftfreq(w)[None, :]
-    kernel = np.exp(-2.0 * (np.pi * sigma) ** 2 * (fx ** 2 + fy ** 2))
-    return np.fft.irfft2(np.fft.rfft2(x) * kernel, s=(h, w))
 
 
 def integrate_normals(normal: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
@@ -61,7 +44,7 @@ def normalise_height(height: np.ndarray) -> np.ndarray:
 
 def cavity_ao(height_px: np.ndarray, radius: float = 4.0, strength: float = 1.5) -> np.ndarray:
     """Cavity occlusion: points below their blurred neighbourhood are occluded (wrap-around)."""
-    depth = _periodic_blur(height_px, radius) - height_px
+    depth = periodic_blur(height_px, radius) - height_px
     scale = np.percentile(np.abs(depth), 99) + 1e-6
     return np.clip(1.0 - strength * np.clip(depth / scale, 0.0, None) * 0.5, 0.0, 1.0)
 
@@ -81,7 +64,7 @@ def classic_baseline(diffuse: np.ndarray, normal: np.ndarray, constants: dict | 
     linear = srgb_to_linear(diffuse[..., :3].astype(np.float64))
     luminance = linear @ np.array([0.2126, 0.7152, 0.0722])
     # Delighting: baked light varies slowly and darkens cavities; divide out both, keep the mean level.
-    shading = _periodic_blur(luminance, sigma=max(luminance.shape) / 16)
+    shading = periodic_blur(luminance, sigma=max(luminance.shape) / 16)
     shading = shading / max(shading.mean(), 1e-6)
     albedo_linear = linear / np.clip(shading * (0.5 + 0.5 * ao), 0.2, None)[..., None]
     albedo_linear *= linear.mean() / max(albedo_linear.mean(), 1e-6)
