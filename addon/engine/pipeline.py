@@ -197,9 +197,14 @@ class ConversionJob:
         patch_logits = outputs["patch_logits"][0].transpose(1, 2, 0)  # (rows, cols, classes)
         scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         material_scores = {name: float(p) for name, p in zip(manifest.material_classes, scores)}
-        seg_size = _context_hw(height, width, manifest.context_max_side["metallic_seg"], manifest.unet_multiple)
+        # The segmenter's convolutions pad with zeros: feed it a wrap-padded image and crop, so its
+        # logits continue across the texture's edges like the texture does.
+        margin = manifest.unet_multiple
+        seg_size = _context_hw(height, width, manifest.context_max_side["metallic_seg"], margin)
+        seg_input = np.pad(_resize_nchw(albedo, *seg_size), ((0, 0), (0, 0), (margin, margin), (margin, margin)),
+                           mode="wrap")
         metallic_logit = converter.session("metallic_seg").run(
-            {"image": _resize_nchw(albedo, *seg_size)})["metallic_logits"][0].transpose(1, 2, 0)
+            {"image": seg_input})["metallic_logits"][0, :, margin:-margin, margin:-margin].transpose(1, 2, 0)
         condition = _condition_source(manifest, patch_logits, metallic_logit, height, width)
 
         # (c) maps over tiles of (albedo, normal, condition)
