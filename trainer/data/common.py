@@ -167,11 +167,17 @@ def periodic_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return image.astype(np.float32)
 
 
+def _wrap_take(image: np.ndarray, start: int, length: int, axis: int) -> np.ndarray:
+    n = image.shape[axis]
+    start %= n
+    if start + length <= n:  # the common case: a plain slice, no copy
+        return image[(slice(None),) * axis + (slice(start, start + length),)]
+    return np.take(image, (start + np.arange(length)) % n, axis=axis)
+
+
 def wrap_crop(image: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
     """Crop that continues across the edges of a tileable image (any offset is seamless)."""
-    rows = (top + np.arange(height)) % image.shape[0]
-    cols = (left + np.arange(width)) % image.shape[1]
-    return image[rows][:, cols]
+    return _wrap_take(_wrap_take(image, top, height, 0), left, width, 1)
 
 
 # ---------------------------------------------------------------- Community Shaders _rmaos
