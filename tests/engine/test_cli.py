@@ -1,0 +1,81 @@
+"""`python -m addon.cli convert` as a user runs it, on generated textures."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args, home):
+    env = {**os.environ, "HOME": str(home)}  # bpy must not touch the user's Blender config
+    return subprocess.run([sys.executable, "-m", "addon.cli", *map(str, args)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def textures(tmp_path):
+    folder = tmp_path / "textures"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (48, 80, 4), dtype=np.uint8)).save(folder / "wall.png")
+    Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8)).save(folder / "wall_n.png")
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "rock.tga")
+    return folder
+
+
+def _bit_depth(path):
+    with open(path, "rb") as handle:
+        return handle.read(25)[24]
+
+
+def test_convert_one_texture_writes_the_png_set(textures, tmp_path, tiny_models_dir):
+    out = tmp_path / "out"
+    run = _run("convert", "--input", textures / "wall.png", "--output", out, "--models", tiny_models_dir,
+               "--provider", "cpu", "--tile", "64", "--overlap", "16", "--no-blend", home=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    sizes = {p.name: Image.open(p).size for p in out.glob("*.png")}
+    assert sizes == {f"wall_{m}.png": (80, 48) for m in ("albedo", "roughness", "metallic", "ao", "height", "normal")}
+    assert Image.open(out / "wall_albedo.png").mode == "RGBA"  # the diffuse alpha is kept
+    assert _bit_depth(out / "wall_height.png") == 16 and _bit_depth(out / "wall_roughness.png") == 8
+    assert not list(out.glob("*.blend"))
+
+
+def test_folder_with_a_corrupt_file_reports_it_converts_the_rest_and_exits_1(textures, tmp_path, tiny_models_dir):
+    (textures / "broken.dds").write_bytes(b"DDS " + bytes(60))
+    before = {p.name: p.read_bytes() for p in textures.iterdir()}
+    out = tmp_path / "out"
+    run = _run("convert", "--input", textures, "--output", out, "--models", tiny_models_dir,
+               "--provider", "cpu", "--tile", "64", "--overlap", "16", home=tmp_path)
+    assert run.returncode == 1
+    failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "broken.dds" in failed[0]
+    assert "Converted 2 of 3 textures (1 failed)" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert (out / "rock_albedo.png").is_file() and (out / "wall_normal.png").is_file()
+    assert {p.name: p.read_bytes() for p in textures.iterdir()} == before  # inputs untouched
+    if "bpy" in sys.modules or __import__("importlib").util.find_spec("bpy"):
+        assert (out / "textures.blend").is_file()
+
+
+def test_missing_models_folder_is_one_failure_line(textures, tmp_path):
+    run = _run("convert", "--input", textures / "rock.tga", "--output", tmp_path / "out",
+               "--models", tmp_path / "nowhere", "--no-blend", home=tmp_path)
+    assert run.returncode == 1
+    assert run.stdout.splitlines()[0].startswith("FAILED") and "manifest.json" in run.stdout
+    assert "Traceback" not in run.stderr
+
+
+def test_headless_entry_passes_the_arguments_after_the_double_dash():
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    try:
+        from pbr_forge_headless import cli_arguments
+    finally:
+        sys.path.pop(0)
+    assert cli_arguments(["blender", "-b", "--python", "x.py", "--", "convert", "--input", "a"]) == \
+        ["convert", "--input", "a"]
