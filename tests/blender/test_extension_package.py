@@ -38,6 +38,7 @@ def test_built_zip_installs_and_converts_through_bpy_ops(bpy, empty_scene, tiny_
         prefs.output_dir = str(tmp_path / "out")
         prefs.provider = 'CPU'
         prefs.tile_size = 128
+        prefs.tile_overlap = 16
 
         original = make_material(bpy, "Wall", *make_texture_pair(tmp_path / "textures"))
         obj = make_object(bpy, original)
