@@ -1,0 +1,333 @@
+"""Batch conversion of a whole mod folder: discovery, outputs, resume after a kill, bad input."""
+import argparse
+import errno
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from addon.engine import batch, dds
+from addon.engine.errors import PBRForgeError
+from addon.engine.imageio import read_image
+
+REPO = Path(__file__).resolve().parents[2]
+SIZE = 64
+# Sets of the mini mod that must convert (relative stems under textures/).
+GOOD = [
+    "armor/iron/cuirass",          # BC7 DDS pair
+    "armor/iron/gauntlets",        # BC1 diffuse + BC5 normal
+    "Clutter/Bowl",                # upper-case extensions, `_N` suffix
+    "architecture/whiterun/wr wood plank 01",  # spaces, TGA
+    "landscape/Ärmel_ñ",           # non-ASCII
+    "misc/lonely",                 # no normal map: flat normal
+    "misc/..dots..",               # dots, but nothing that escapes
+    "misc/wood_diffuse",           # Node Wrangler pair
+] + [f"filler/set{i:02d}" for i in range(6)]
+BROKEN = ["broken/garbage", "broken/truncated"]
+
+
+def _pattern(seed, size=SIZE, channels=3):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = np.stack([0.5 + 0.4 * np.sin(2 * np.pi * (x * (c + 1) + y * seed % 3) + seed) for c in range(channels)], -1)
+    return np.clip(base + rng.normal(0, 0.03, base.shape), 0, 1)
+
+
+def _normal_pixels(seed, size=SIZE):
+    y, x = np.mgrid[0:size, 0:size] / size
+    n = np.dstack([0.3 * np.sin(2 * np.pi * x + seed), 0.3 * np.cos(2 * np.pi * y), np.ones_like(x)])
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    return (n + 1) / 2
+
+
+def _save(path, pixels, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgba8 = np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
+    if fmt:  # DDS through the project's writer
+        if rgba8.shape[2] == 3:
+            rgba8 = np.dstack([rgba8, np.full(rgba8.shape[:2], 255, np.uint8)])
+        is_colour = not path.stem.lower().endswith("_n")
+        path.write_bytes(dds.encode_dds(rgba8, fmt, srgb=is_colour and fmt != "BC5"))
+    else:
+        Image.fromarray(rgba8).save(path, format={".png": "PNG", ".tga": "TGA"}[path.suffix.lower()])
+
+
+def build_mini_mod(root: Path) -> Path:
+    t = root / "textures"
+    _save(t / "armor/iron/cuirass.dds", _pattern(1), "BC7")
+    _save(t / "armor/iron/cuirass_n.dds", _normal_pixels(1), "BC7")
+    _save(t / "armor/iron/gauntlets.dds", _pattern(2), "BC1")
+    _save(t / "armor/iron/gauntlets_n.dds", _normal_pixels(2), "BC5")
+    _save(root / "Textures/Clutter/Bowl.PNG", _pattern(3, channels=4))
+    _save(root / "Textures/Clutter/Bowl_N.PNG", _normal_pixels(3))
+    _save(t / "architecture/whiterun/wr wood plank 01.tga", _pattern(4))
+    _save(t / "architecture/whiterun/wr wood plank 01_n.tga", _normal_pixels(4))
+    _save(t / "landscape/Ärmel_ñ.png", _pattern(5, size=128))
+    _save(t / "landscape/Ärmel_ñ_n.png", _normal_pixels(5, size=128))
+    _save(t / "misc/lonely.png", _pattern(6))
+    _save(t / "misc/lonely_g.png", _pattern(7))                 # a stray glow map
+    _save(t / "misc/..dots...png", _pattern(8))
+    _save(t / "misc/..dots.._n.png", _normal_pixels(8))
+    _save(t / "misc/wood_diffuse.png", _pattern(9))
+    _save(t / "misc/wood_normal.png", _normal_pixels(9))
+    _save(t / "misc/wood_rough.png", _pattern(10))
+    _save(t / "pbr/already/done.dds", _pattern(11), "BC7")        # True PBR already: never an input
+    for i in range(6):
+        _save(t / f"filler/set{i:02d}.png", _pattern(20 + i))
+        _save(t / f"filler/set{i:02d}_n.png", _normal_pixels(20 + i))
+    (t / "broken").mkdir(parents=True)
+    (t / "broken/garbage.dds").write_bytes(b"DDS " + os.urandom(300))
+    good_dds = dds.encode_dds(np.full((SIZE, SIZE, 4), 128, np.uint8), "BC7", True)
+    (t / "broken/truncated.dds").write_bytes(good_dds[: len(good_dds) // 3])
+    (root / "readme.txt").write_text("not a texture")
+    return root
+
+
+def _tree_digest(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file()}
+
+
+def _truepbr_files(out: Path, stem: str) -> list[Path]:
+    return [out / "textures" / "pbr" / f"{stem}{suffix}.dds" for suffix in ("", "_n", "_rmaos", "_p")]
+
+
+@pytest.fixture
+def mini_mod(tmp_path):
+    return build_mini_mod(tmp_path / "My Mod")
+
+
+@pytest.fixture
+def converter(tiny_models_dir):
+    from addon.engine.pipeline import Converter
+
+    return Converter(models_dir=tiny_models_dir, provider="cpu", tile=64, overlap=8)  # small tiles: fast
+
+
+def _run(mod, out, converter, **options):
+    return batch.run_batch(mod, out, progress=False, converter=converter, **options)
+
+
+def test_a_mini_mod_converts_to_truepbr_sets_and_reports_each_bad_file(mini_mod, tmp_path, converter):
+    originals = _tree_digest(mini_mod)
+    out = tmp_path / "out"
+    summary = _run(mini_mod, out, converter)
+
+    assert summary["converted"] == len(GOOD)
+    assert summary["failed"] == len(BROKEN)
+    assert sorted(f["texture"] for f in summary["failures"]) == [f"textures/{s}.dds" for s in BROKEN]
+    for failure in summary["failures"]:
+        assert "Traceback" not in failure["reason"] and failure["reason"].endswith(".")
+    assert summary["flat_normal"] == ["textures/misc/lonely.png"]
+    ignored = {i["texture"] for i in summary["ignored"]}
+    assert "textures/misc/lonely_g.png" in ignored and "textures/misc/wood_rough.png" in ignored
+    for stem in GOOD:
+        for path in _truepbr_files(out, stem):
+            assert path.is_file(), path
+    assert not (out / "textures" / "pbr" / "pbr").exists()  # textures/pbr/ was not an input
+    assert _tree_digest(mini_mod) == originals             # originals untouched
+    assert json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8")) == summary
+
+    entries = json.loads(Path(summary["patcher_json"]).read_text(encoding="utf-8"))
+    assert Path(summary["patcher_json"]) == out / "PBRNifPatcher" / "My Mod.json"
+    assert sorted(e["texture"] for e in entries) == sorted(s.replace("/", "\\") for s in GOOD)
+
+
+def test_outputs_hold_the_converted_maps_in_the_right_block_formats(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    _run(mini_mod, out, converter)
+    diffuse = read_image(mini_mod / "textures/armor/iron/cuirass.dds")
+    normal = read_image(mini_mod / "textures/armor/iron/cuirass_n.dds")
+    result = converter.convert(diffuse, normal, normal_convention="directx")  # Skyrim `_n` maps are DirectX
+    albedo, n, rmaos, height = (dds.DdsLayout(p.read_bytes()) for p in _truepbr_files(out, "armor/iron/cuirass"))
+
+    assert (albedo.dxgi, n.dxgi, rmaos.dxgi, height.dxgi) == (99, 98, 98, 80)
+    assert all(layout.mip_count == dds.mip_count(SIZE, SIZE) for layout in (albedo, n, rmaos, height))
+    packed = rmaos.decode(0).astype(float) / 255
+    for channel, values in enumerate((result.roughness, result.metallic, result.ao)):
+        assert np.abs(packed[..., channel] - values).mean() < 0.02, channel
+    assert packed[..., 3].min() > 0.99
+    stored_normal = n.decode(0).astype(float) / 255 * 2 - 1
+    assert np.abs(stored_normal[..., 1] + result.normal[..., 1]).mean() < 0.03  # DirectX green = -OpenGL
+    assert np.abs(height.decode(0)[..., 0] / 255 - result.height).mean() < 0.02
+
+
+def test_a_rerun_skips_finished_sets_and_redoes_changed_ones(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    _run(mini_mod, out, converter)
+    again = _run(mini_mod, out, converter)
+    assert (again["converted"], again["skipped"], again["failed"]) == (0, len(GOOD), len(BROKEN))
+
+    _save(mini_mod / "textures/filler/set03.png", _pattern(99))
+    (out / "textures/pbr/filler/set05_rmaos.dds").unlink()  # a lost output is redone too
+    third = _run(mini_mod, out, converter)
+    assert third["converted"] == 2 and third["skipped"] == len(GOOD) - 2
+
+
+def test_sigkill_mid_run_then_rerun_finishes_without_duplicates_or_corrupt_files(mini_mod, tmp_path,
+                                                                                  tiny_models_dir, converter):
+    out = tmp_path / "out"
+    journal = out / batch.JOURNAL_NAME
+    script = (
+        "import sys; from addon.engine.batch import run_batch; "
+        "run_batch(sys.argv[1], sys.argv[2], progress=False, models_dir=sys.argv[3], provider='cpu')"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(mini_mod), str(out), str(tiny_models_dir)],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.is_file() and journal.read_text(encoding="utf-8").count('"done"') >= 3:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done_before = journal.read_text(encoding="utf-8").count('"done"')
+    assert 3 <= done_before < len(GOOD)
+
+    summary = _run(mini_mod, out, converter)
+    assert summary["skipped"] >= done_before
+    assert summary["converted"] + summary["skipped"] == len(GOOD)
+    assert list(out.rglob("*.tmp")) == []
+    written = sorted(p.relative_to(out).as_posix() for p in (out / "textures").rglob("*.dds"))
+    assert written == sorted(p.relative_to(out).as_posix() for s in GOOD for p in _truepbr_files(out, s))
+    for path in (out / "textures").rglob("*.dds"):
+        dds.DdsLayout(path.read_bytes())  # complete: every level's bytes present
+    entries = json.loads(Path(summary["patcher_json"]).read_text(encoding="utf-8"))
+    assert len(entries) == len({e["texture"] for e in entries}) == len(GOOD)
+
+
+def test_a_full_disk_in_one_set_fails_only_that_set(mini_mod, tmp_path, converter, monkeypatch):
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def replace(source, target):
+        if "set04" in str(target):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    summary = _run(mini_mod, out, converter)
+    failure = next(f for f in summary["failures"] if "set04" in f["texture"])
+    assert "No space left on device" in failure["reason"]
+    assert summary["converted"] == len(GOOD) - 1
+    assert not list(out.rglob("set04*"))  # no partial file under a final name
+
+    monkeypatch.setattr(os, "replace", real_replace)
+    retry = _run(mini_mod, out, converter)
+    assert (retry["converted"], retry["skipped"]) == (1, len(GOOD) - 1)
+
+
+def test_a_target_path_that_is_a_folder_fails_only_that_set(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    (out / "textures/pbr/misc/lonely_n.dds").mkdir(parents=True)
+    summary = _run(mini_mod, out, converter)
+    assert [f["texture"] for f in summary["failures"] if "lonely" in f["texture"]] == ["textures/misc/lonely.png"]
+    assert summary["converted"] == len(GOOD) - 1
+
+
+def test_a_read_only_output_subfolder_fails_only_its_sets(mini_mod, tmp_path, converter, monkeypatch):
+    out = tmp_path / "out"
+    locked = out / "textures" / "pbr" / "armor"
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):  # what the OS answers in a read-only folder (even for root)
+        if dir is not None and locked in (Path(dir), *Path(dir).parents):
+            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
+        return real_mkstemp(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    summary = _run(mini_mod, out, converter)
+    failed = sorted(f["texture"] for f in summary["failures"] if "armor" in f["texture"])
+    assert failed == ["textures/armor/iron/cuirass.dds", "textures/armor/iron/gauntlets.dds"]
+    assert all("Permission denied" in f["reason"] for f in summary["failures"] if "armor" in f["texture"])
+    assert summary["converted"] == len(GOOD) - 2
+
+
+def test_an_output_folder_that_cannot_be_created_stops_before_any_work(mini_mod, tmp_path, converter):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PBRForgeError, match="choose"):
+        batch.BatchJob(mini_mod, blocker / "out", converter=converter)
+
+
+def test_output_inside_the_input_is_refused_unless_allowed(mini_mod, tmp_path, converter):
+    inside = mini_mod / "pbr_out"
+    with pytest.raises(PBRForgeError, match="inside the input folder"):
+        batch.BatchJob(mini_mod, inside, converter=converter)
+    with pytest.raises(PBRForgeError, match="inside the output folder"):
+        batch.BatchJob(mini_mod, tmp_path, converter=converter)
+    assert not inside.exists()
+    summary = _run(mini_mod, inside, converter, allow_output_inside_input=True)
+    assert summary["converted"] == len(GOOD)
+    again = _run(mini_mod, inside, converter, allow_output_inside_input=True)
+    assert again["sets"] == len(GOOD) + len(BROKEN)  # its own outputs were not picked up as inputs
+
+
+def test_one_by_one_and_mismatched_inputs_are_reported_not_fatal(tmp_path, converter):
+    mod = tmp_path / "mod"
+    _save(mod / "textures/tiny.png", np.full((1, 1, 3), 0.5))
+    _save(mod / "textures/mismatch.png", _pattern(1))
+    _save(mod / "textures/mismatch_n.png", _normal_pixels(1, size=32))
+    _save(mod / "textures/fine.png", _pattern(2))
+    summary = _run(mod, tmp_path / "out", converter)
+    outcome = {f["texture"]: f["reason"] for f in summary["failures"]}
+    converted = summary["converted"]
+    # Each of the two odd sets either converts or fails with a sentence; the batch always finishes.
+    assert converted + len(outcome) == 3 and "textures/fine.png" not in outcome
+    for reason in outcome.values():
+        assert reason.endswith(".") and "Internal error" not in reason
+
+
+def test_cancel_stops_after_the_current_set_and_a_rerun_resumes(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    job = batch.BatchJob(mini_mod, out, converter=converter)
+    for _ in range(4):
+        job.step()
+    job.cancel()
+    assert job.done and job.summary["cancelled"]
+    handled = job.summary["converted"] + job.summary["failed"]
+    assert handled == 4
+    rest = _run(mini_mod, out, converter)
+    assert rest["skipped"] == job.summary["converted"]
+    assert rest["converted"] + rest["skipped"] == len(GOOD)
+
+
+def test_cli_prints_one_line_per_failure_and_exits_1(mini_mod, tmp_path, tiny_models_dir, capsys):
+    summary_path = tmp_path / "summary.json"
+    args = argparse.Namespace(input=str(mini_mod), output=str(tmp_path / "out"), format="truepbr",
+                              provider="cpu", models=str(tiny_models_dir), allow_output_inside_input=False,
+                              json=str(summary_path))
+    assert batch.cli_batch(args) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert sorted(line.split(":")[0] for line in lines[:-1]) == [f"FAILED textures/{s}.dds" for s in BROKEN]
+    assert f"{len(GOOD)} converted" in lines[-1]
+    assert json.loads(summary_path.read_text(encoding="utf-8"))["failed"] == len(BROKEN)
+
+
+def test_cli_reports_a_bad_input_folder_in_one_sentence(tmp_path, tiny_models_dir, capsys):
+    args = argparse.Namespace(input=str(tmp_path / "missing"), output=str(tmp_path / "out"), format="truepbr",
+                              provider="cpu", models=str(tiny_models_dir), allow_output_inside_input=False,
+                              json=None)
+    assert batch.cli_batch(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not exist" in err
+
+
+def test_blender_format_writes_png_sets_beside_nothing_else(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    summary = _run(mini_mod, out, converter, fmt="blender")
+    assert summary["converted"] == len(GOOD) and summary["patcher_json"] is None
+    assert not (out / "textures").exists()
+    suffixes = converter.manifest.png_suffixes
+    for suffix in suffixes.values():
+        assert (out / "blender" / "armor" / "iron" / f"cuirass{suffix}.png").is_file()
