@@ -1,0 +1,226 @@
+"""What each model is trained on, and how a model set is evaluated.
+
+The four models form the conversion chain of the add-on:
+    albedo = UNet-Albedo(diffuse, normal)
+    logits, patch_logits = ViT(albedo resized to 224 x 224)
+    metallic_logit = SegFormer(albedo shrunk to the context size)
+    maps = UNet-Maps(albedo, normal, build_condition(patch_logits, metallic_logit))
+
+Training (compute_losses) cuts the chain with teacher forcing: the context models and UNet-Maps see
+the *true* albedo where the sample has one (the predicted, detached albedo otherwise), and UNet-Maps
+sees the context models' detached outputs, so every model learns its own task on clean inputs and
+gradients never cross model boundaries. Evaluation (evaluate) reports the metrics of the real chain
+(predicted albedo and context, as the add-on runs it) and val_loss = the teacher-forced total loss.
+
+Batch dicts follow docs/architecture.md; valid[:, i] flags targets in trainer.data.common.VALID_TARGETS
+order: albedo, roughness, metallic, ao, height, metallic_mask, labels.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, UNET_MULTIPLE
+from trainer.losses import maps_l1, masked_bce, masked_dice, masked_l1, render_loss
+from trainer.metrics import (Lpips, brdf_cosine, iou, l1, label_accuracy, mean_average_precision, pixel_accuracy,
+                             rmse, ssim)
+
+MODEL_NAMES = ("albedo", "classifier", "metallic_seg", "maps")
+RENDER_WEIGHT = 0.5     # maps loss = weighted L1 + RENDER_WEIGHT * render loss
+DICE_WEIGHT = 1.0       # SegFormer loss = BCE + DICE_WEIGHT * dice
+VALID = {"albedo": 0, "roughness": 1, "metallic": 2, "ao": 3, "height": 4, "metallic_mask": 5, "labels": 6}
+
+
+# ----------------------------------------------------------------------------- context inputs
+
+def classifier_input(albedo: torch.Tensor) -> torch.Tensor:
+    """The albedo squashed to the ViT's fixed square input (as the add-on does), antialiased."""
+    size = (CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE)
+    return F.interpolate(albedo, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def context_size(height: int, width: int) -> tuple[int, int]:
+    """SegFormer's input size for an H x W texture: long side at most CONTEXT_MAX_SIDE["metallic_seg"]
+    (never enlarged), each side a multiple of contract.UNET_MULTIPLE (the add-on's rule)."""
+    scale = min(1.0, CONTEXT_MAX_SIDE["metallic_seg"] / max(height, width))
+    return tuple(max(UNET_MULTIPLE, int(side * scale) // UNET_MULTIPLE * UNET_MULTIPLE) for side in (height, width))
+
+
+def segmenter_input(albedo: torch.Tensor) -> torch.Tensor:
+    size = context_size(*albedo.shape[-2:])
+    if tuple(albedo.shape[-2:]) == size:
+        return albedo
+    return F.interpolate(albedo, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def build_condition(patch_logits: torch.Tensor, seg_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """UNet-Maps' N,14,H,W condition: the 13 per-patch material logits and the metallic logit, each
+    bilinearly resampled to size (contract.CONDITION_CHANNELS order)."""
+    def resample(x):
+        return F.interpolate(x.float(), size=size, mode="bilinear", align_corners=False)
+    return torch.cat([resample(patch_logits), resample(seg_logits)], dim=1)
+
+
+def _grad(enabled: bool):
+    return contextlib.nullcontext() if enabled else torch.no_grad()
+
+
+def _mask(valid: torch.Tensor, name: str) -> torch.Tensor:
+    return valid[:, VALID[name]].view(-1, 1, 1, 1)
+
+
+# --------------------------------------------------------------------------------------- losses
+
+def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active: set[str]) -> dict[str, torch.Tensor]:
+    """Per-model losses of the `active` models and their sum "total" (each model's loss weighs 1).
+
+    Only active models build a graph; the others run under no_grad when their outputs are needed
+    (UNet-Maps' condition, or the albedo of samples without a true one).
+    """
+    unknown = set(active) - set(MODEL_NAMES)
+    if unknown or not active:
+        raise ValueError(f"active must be a non-empty subset of {MODEL_NAMES}, got {sorted(active)}")
+    diffuse, normal, valid = batch["diffuse"], batch["normal"], batch["valid"]
+    albedo_valid = _mask(valid, "albedo")
+    needs_context = "maps" in active
+    needs_albedo_input = bool(active & {"classifier", "metallic_seg", "maps"})
+    losses: dict[str, torch.Tensor] = {}
+
+    pred_albedo = None
+    if "albedo" in active or (needs_albedo_input and not bool((albedo_valid > 0).all())):
+        with _grad("albedo" in active):
+            pred_albedo = models["albedo"](diffuse, normal)
+        if "albedo" in active:
+            losses["albedo"] = masked_l1(pred_albedo.float(), batch["albedo"], albedo_valid)
+    if not needs_albedo_input:
+        losses["total"] = sum(losses.values())
+        return losses
+    # Teacher forcing: the true albedo where there is one.
+    albedo_in = batch["albedo"] if pred_albedo is None else \
+        torch.where(albedo_valid > 0, batch["albedo"], pred_albedo.detach().to(batch["albedo"].dtype))
+
+    patch_logits = seg_logits = None
+    if "classifier" in active or needs_context:
+        with _grad("classifier" in active):
+            logits, patch_logits = models["classifier"](classifier_input(albedo_in))
+        if "classifier" in active:
+            losses["classifier"] = masked_bce(logits, batch["labels"], valid[:, VALID["labels"]].view(-1, 1))
+    if "metallic_seg" in active or needs_context:
+        seg_in = segmenter_input(albedo_in)
+        with _grad("metallic_seg" in active):
+            seg_logits = models["metallic_seg"](seg_in)
+        if "metallic_seg" in active:
+            target = batch["metallic_mask"]
+            if target.shape[-2:] != seg_in.shape[-2:]:
+                target = F.interpolate(target, size=seg_in.shape[-2:], mode="area")  # soft target
+            mask_valid = _mask(valid, "metallic_mask")
+            losses["metallic_seg"] = (masked_bce(seg_logits, target, mask_valid)
+                                      + DICE_WEIGHT * masked_dice(seg_logits, target, mask_valid.flatten()))
+    if "maps" in active:
+        condition = build_condition(patch_logits.detach(), seg_logits.detach(), tuple(diffuse.shape[-2:]))
+        pred_maps = models["maps"](albedo_in, normal, condition).float()
+        target = batch["maps"]
+        render_mask = albedo_valid * _mask(valid, "roughness") * _mask(valid, "metallic")
+        losses["maps"] = (maps_l1(pred_maps, target, batch["metallic_mask"], batch["labels"], valid)
+                          + RENDER_WEIGHT * render_loss(batch["albedo"], normal, pred_maps, target, render_mask))
+    losses["total"] = sum(losses[name] for name in MODEL_NAMES if name in losses)
+    return losses
+
+
+# ----------------------------------------------------------------------------------- inference
+
+@torch.no_grad()
+def predict(models: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The add-on's chain on a batch (no teacher forcing): albedo, material logits (N,13 and
+    per-patch), metallic logits at input size and the four maps, all float32."""
+    diffuse, normal = batch["diffuse"], batch["normal"]
+    albedo = models["albedo"](diffuse, normal).float()
+    logits, patch_logits = models["classifier"](classifier_input(albedo))
+    seg_logits = models["metallic_seg"](segmenter_input(albedo))
+    condition = build_condition(patch_logits, seg_logits, tuple(diffuse.shape[-2:]))
+    maps = models["maps"](albedo, normal, condition).float()
+    metallic_logits = F.interpolate(seg_logits.float(), size=diffuse.shape[-2:], mode="bilinear", align_corners=False)
+    return {"albedo": albedo, "material_logits": logits.float(), "patch_logits": patch_logits.float(),
+            "metallic_logits": metallic_logits, "maps": maps}
+
+
+class _Mean:
+    """Running means of per-sample values, counted only where a mask says the target exists."""
+
+    def __init__(self):
+        self.sums, self.counts = {}, {}
+
+    def add(self, key: str, values: torch.Tensor, mask: torch.Tensor) -> None:
+        mask = mask.flatten().to(values.device) > 0
+        if mask.any():
+            self.sums[key] = self.sums.get(key, 0.0) + float(values.flatten()[mask].double().sum())
+            self.counts[key] = self.counts.get(key, 0) + int(mask.sum())
+
+    def result(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.counts[k] for k in self.sums}
+
+
+def evaluate(models: nn.ModuleDict, loader, device, max_batches: int | None = None,
+             lpips: Lpips | None = None) -> dict[str, float]:
+    """Metrics of the add-on's chain per model and map, and val_loss (teacher-forced total loss,
+    the scalar to gate and early-stop on). Models are used as given (call .eval() first).
+
+    Keys: albedo/{l1,rmse,ssim[,lpips]}, maps/<map>/{l1,rmse,ssim[,lpips]}, maps/brdf_cosine,
+    metallic_seg/{iou,accuracy}, classifier/{accuracy,mean_ap}, val_loss. A metric whose target
+    no sample has is left out. LPIPS appears only when its AlexNet weights are on disk
+    (`lpips` given and available); "lpips_unavailable" = 1.0 says it was skipped.
+    """
+    means = _Mean()
+    all_logits, all_labels = [], []
+    loss_sum, loss_batches = 0.0, 0
+    for index, batch in enumerate(loader):
+        if max_batches is not None and index >= max_batches:
+            break
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        valid = batch["valid"]
+        with torch.no_grad():
+            loss_sum += float(compute_losses(models, batch, set(MODEL_NAMES))["total"])
+        loss_batches += 1
+        pred = predict(models, batch)
+        albedo_valid = valid[:, VALID["albedo"]]
+        _image_metrics(means, "albedo", pred["albedo"], batch["albedo"].float(), albedo_valid, lpips)
+        for c, name in enumerate(MAP_CHANNELS):
+            _image_metrics(means, f"maps/{name}", pred["maps"][:, c:c + 1], batch["maps"][:, c:c + 1].float(),
+                           valid[:, VALID[name]], lpips)
+        brdf_valid = albedo_valid * valid[:, VALID["roughness"]] * valid[:, VALID["metallic"]]
+        target = {"albedo": batch["albedo"].float(), "roughness": batch["maps"][:, 0:1].float(),
+                  "metallic": batch["maps"][:, 1:2].float()}
+        predicted = {"albedo": pred["albedo"], "roughness": pred["maps"][:, 0:1], "metallic": pred["maps"][:, 1:2]}
+        means.add("maps/brdf_cosine", brdf_cosine(predicted, target, batch["normal"].float()), brdf_valid)
+        mask_valid = valid[:, VALID["metallic_mask"]]
+        pred_mask, true_mask = pred["metallic_logits"] > 0, batch["metallic_mask"] > 0.5
+        means.add("metallic_seg/iou", iou(pred_mask, true_mask), mask_valid)
+        means.add("metallic_seg/accuracy", pixel_accuracy(pred_mask, true_mask), mask_valid)
+        labels_valid = valid[:, VALID["labels"]]
+        means.add("classifier/accuracy", label_accuracy(pred["material_logits"], batch["labels"]), labels_valid)
+        keep = labels_valid > 0
+        all_logits.append(pred["material_logits"][keep].cpu())
+        all_labels.append(batch["labels"][keep].float().cpu())
+    result = means.result()
+    if all_logits and sum(len(x) for x in all_logits):
+        mean_ap = mean_average_precision(torch.cat(all_logits), torch.cat(all_labels))
+        if not math.isnan(mean_ap):
+            result["classifier/mean_ap"] = mean_ap
+    if lpips is None or not lpips.available:
+        result["lpips_unavailable"] = 1.0
+    result["val_loss"] = loss_sum / max(loss_batches, 1)
+    return result
+
+
+def _image_metrics(means: _Mean, key: str, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor,
+                   lpips: Lpips | None) -> None:
+    means.add(f"{key}/l1", l1(pred, target), valid)
+    means.add(f"{key}/rmse", rmse(pred, target), valid)
+    if min(pred.shape[-2:]) >= 11:
+        means.add(f"{key}/ssim", ssim(pred, target), valid)
+    if lpips is not None and lpips.available and bool((valid > 0).any()):
+        means.add(f"{key}/lpips", lpips(pred, target), valid)
