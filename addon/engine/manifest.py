@@ -167,7 +167,9 @@ def _check_engine_names(manifest: Manifest, manifest_path: Path) -> None:
             problems.append(f"model '{name}' has inputs {sorted(entry.inputs)} and outputs {sorted(entry.outputs)}")
     if sorted(manifest.map_channels) != sorted(ENGINE_MAPS):
         problems.append(f"map channels {list(manifest.map_channels)}")
-    if len(manifest.condition_channels) != len(manifest.material_classes) + 1:
+    materials = [f"material:{name}" for name in manifest.material_classes]
+    conditions = list(manifest.condition_channels)
+    if len(conditions) != len(materials) + 1 or sorted(c for c in conditions if c.startswith("material:")) != sorted(materials):
         problems.append("condition channels that are not the material classes plus the metallic logit")
     if manifest.unet_multiple <= 0 or manifest.tile % manifest.unet_multiple or not 0 <= manifest.overlap < manifest.tile // 2:
         problems.append(f"tile {manifest.tile}, overlap {manifest.overlap} for multiple {manifest.unet_multiple}")
