@@ -312,6 +312,7 @@ class BatchJob:
 
     def _write(self, item: TextureSet, inputs: dict, result) -> None:
         started = time.monotonic()
+        warnings = list(result.warnings)
         try:
             outputs = []
             entry = None
@@ -321,27 +322,28 @@ class BatchJob:
                 entry = truepbr.patcher_entry(item.relative_stem, result)
             if self.fmt in ("blender", "both"):
                 outputs += self._write_png_set(item, result)
+            self._journal.append({
+                "key": item.key, "status": "done", "texture": item.display, "relative_stem": item.relative_stem,
+                "format": self.fmt, "inputs": inputs, "outputs": outputs, "patcher": entry,
+                "flat_normal": item.normal is None, "warnings": warnings,
+                "seconds": round(time.monotonic() - started + result.seconds, 3),
+            })
         except Exception as exc:
             self._fail(item, exc, "write the outputs", inputs=inputs)
             return
-        self._journal.append({
-            "key": item.key, "status": "done", "texture": item.display, "relative_stem": item.relative_stem,
-            "format": self.fmt, "inputs": inputs, "outputs": outputs, "patcher": entry,
-            "flat_normal": item.normal is None, "warnings": list(getattr(result, "warnings", [])),
-            "seconds": round(time.monotonic() - started + float(getattr(result, "seconds", 0.0)), 3),
-        })
         with self._lock:
             self.summary["converted"] += 1
-            self.summary["warnings"] += [f"{item.display}: {w}" for w in getattr(result, "warnings", [])]
+            self.summary["provider"] = result.provider  # what really ran (after any fallback)
+            self.summary["warnings"] += [f"{item.display}: {w}" for w in warnings]
 
     def _write_png_set(self, item: TextureSet, result) -> list[str]:
         from .outputs import write_png_set
 
         relative = PurePosixPath(item.relative_stem)
         folder = naming.safe_join(self.output_dir, PurePosixPath(BLENDER_FOLDER) / relative.parent)
-        names = naming.png_set_names(relative.name, self._png_suffixes)
-        write_png_set(result, folder, relative.name, self._png_suffixes)
-        return [self._relative_output(folder / name) for name in names.values()]
+        inputs = [p for p in (item.diffuse, item.normal) if p is not None]
+        written = write_png_set(result, folder, relative.name, self._png_suffixes, inputs=inputs)
+        return [self._relative_output(path) for path in written.values()]
 
     # -- bookkeeping --
 

@@ -331,3 +331,28 @@ def test_blender_format_writes_png_sets_beside_nothing_else(mini_mod, tmp_path, 
     suffixes = converter.manifest.png_suffixes
     for suffix in suffixes.values():
         assert (out / "blender" / "armor" / "iron" / f"cuirass{suffix}.png").is_file()
+
+
+def test_discovery_pairs_names_and_explains_every_file_left_out(mini_mod):
+    _save(mini_mod / "textures/misc/lonely.tga", _pattern(6))  # same set name as lonely.png
+    sets, ignored = batch.discover(mini_mod)
+    by_stem = {s.relative_stem: s for s in sets}
+    assert sorted(by_stem) == sorted(GOOD + BROKEN)
+    assert by_stem["Clutter/Bowl"].normal.name == "Bowl_N.PNG"
+    assert by_stem["misc/wood_diffuse"].normal.name == "wood_normal.png"
+    assert by_stem["misc/lonely"].normal is None
+    assert by_stem["misc/lonely"].diffuse.suffix == ".tga"  # .tga ranks before .png
+    reasons = {i["texture"]: i["reason"] for i in ignored}
+    assert reasons["textures/misc/lonely_g.png"] == "glow map, not a diffuse"
+    assert reasons["textures/misc/lonely.png"] == "same name as textures/misc/lonely.tga, which was used"
+    assert not any("pbr/" in name for name in reasons)  # textures/pbr/ is not even looked at
+
+
+def test_a_journal_line_cut_by_a_kill_is_ignored_and_the_next_record_starts_clean(tmp_path):
+    path = tmp_path / batch.JOURNAL_NAME
+    path.write_text('{"key": "a", "status": "done"}\n{"key": "b", "sta', encoding="utf-8")
+    journal = batch.Journal(path)
+    assert set(journal.records) == {"a"}
+    journal.append({"key": "c", "status": "done"})
+    journal.close()
+    assert set(batch.Journal(path).records) == {"a", "c"}
