@@ -30,7 +30,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import numpy as np
 
 from . import naming, truepbr
 from .errors import PBRForgeError
@@ -72,14 +71,15 @@ def textures_roots(input_dir: Path) -> list[Path]:
 
 def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
              ) -> tuple[list[TextureSet], list[dict]]:
-    """The conversion sets of a mod folder, and the texture files left out with the reason.
+    """The conversion sets of a mod folder, and the texture files left out with the reason
+    (normal maps used by a set are not listed).
 
-    Skipped: non-diffuse suffixes (_n, _g, _p, ...), Node Wrangler non-colour maps, anything under
+    Left out: non-diffuse suffixes (_n, _g, _p, ...), Node Wrangler non-colour maps, anything under
     textures/pbr/ (True PBR files already) and under `exclude` (the output folder when allowed inside).
     """
     input_dir = Path(input_dir)
     excluded = Path(exclude).resolve() if exclude is not None else None
-    ignored: list[dict] = []
+    ignored: list[tuple[Path, dict]] = []
     chosen: dict[str, TextureSet] = {}
 
     walks = ((root, entry) for root in textures_roots(input_dir) for entry in os.walk(root))
@@ -98,24 +98,24 @@ def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = N
             relative = path.relative_to(root)
             role = naming.role_of(path)
             if role != "diffuse":
-                ignored.append({"texture": display, "reason": f"{role.replace('_', ' ')} map, not a diffuse"})
+                ignored.append((path, {"texture": display, "reason": f"{role.replace('_', ' ')} map, not a diffuse"}))
                 continue
             if naming.is_node_wrangler_map(path):
-                ignored.append({"texture": display, "reason": f"{naming.tag_role(path.stem)} map of a Node Wrangler set"})
+                ignored.append((path, {"texture": display,
+                                       "reason": f"{naming.tag_role(path.stem)} map of a Node Wrangler set"}))
                 continue
             item = TextureSet(path, naming.find_normal_for(path),
                               relative.with_suffix("").as_posix(), display)
             previous = chosen.get(item.key)
             if previous is not None:
                 keep, drop = sorted((previous, item), key=lambda s: _EXTENSION_RANK[s.diffuse.suffix.lower()])
-                ignored.append({"texture": drop.display, "reason": f"same name as {keep.display}, which was used"})
+                ignored.append((drop.diffuse, {"texture": drop.display,
+                                               "reason": f"same name as {keep.display}, which was used"}))
                 item = keep
             chosen[item.key] = item
+    used_normals = {s.normal for s in chosen.values() if s.normal is not None}
+    ignored = [entry for path, entry in ignored if path not in used_normals]
     return sorted(chosen.values(), key=lambda s: s.key), ignored
-
-
-def _overlaps(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
 
 
 def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_input: bool) -> None:

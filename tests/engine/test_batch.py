@@ -346,6 +346,7 @@ def test_discovery_pairs_names_and_explains_every_file_left_out(mini_mod):
     assert reasons["textures/misc/lonely_g.png"] == "glow map, not a diffuse"
     assert reasons["textures/misc/lonely.png"] == "same name as textures/misc/lonely.tga, which was used"
     assert not any("pbr/" in name for name in reasons)  # textures/pbr/ is not even looked at
+    assert "textures/armor/iron/cuirass_n.dds" not in reasons  # used as a normal map: not "ignored"
 
 
 def test_a_journal_line_cut_by_a_kill_is_ignored_and_the_next_record_starts_clean(tmp_path):
