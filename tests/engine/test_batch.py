@@ -135,6 +135,7 @@ def test_a_mini_mod_converts_to_truepbr_sets_and_reports_each_bad_file(mini_mod,
             assert path.is_file(), path
     assert not (out / "textures" / "pbr" / "pbr").exists()  # textures/pbr/ was not an input
     assert _tree_digest(mini_mod) == originals             # originals untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["My Mod", "out"]  # nothing written elsewhere
     assert json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8")) == summary
 
     entries = json.loads(Path(summary["patcher_json"]).read_text(encoding="utf-8"))
