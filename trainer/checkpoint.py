@@ -7,7 +7,7 @@ Layout of one job's folder (RUNDIR/<phase>/<job>/):
                                                              (read back with torch.load(weights_only=True))
                                       meta.json              run config, models config, LoRA rank,
                                                              phase/job/epoch/step, histories, sampler state
-    last.json, best.json              pointers {"dir": "checkpoints/..."} replaced with os.replace
+    start.json, last.json, best.json  pointers {"dir": "checkpoints/..."} replaced with os.replace
 
 A checkpoint folder is complete before its name appears (written under a temporary name, then
 renamed) and a pointer moves only after that, so a kill at any moment leaves the previous
@@ -31,6 +31,8 @@ WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
 META = "meta.json"
 FORMAT_VERSION = 1
+# "start": the weights a job began from (kept to merge independent jobs); "last"; "best".
+POINTERS = ("start", "last", "best")
 
 
 class CheckpointError(PBRForgeError):
@@ -42,7 +44,7 @@ def write_json_atomic(path: Path, data) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
+        json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -87,7 +89,7 @@ def save_checkpoint(job_dir: Path, pointers: tuple[str, ...], weights: dict[str,
     save_file(weights, str(tmp / WEIGHTS))
     torch.save(state, tmp / STATE)
     with open(tmp / META, "w", encoding="utf-8") as f:
-        json.dump(dict(meta, format_version=FORMAT_VERSION), f, indent=2, sort_keys=True)
+        json.dump(dict(meta, format_version=FORMAT_VERSION), f, indent=2)
     for file in tmp.iterdir():
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
@@ -101,7 +103,7 @@ def save_checkpoint(job_dir: Path, pointers: tuple[str, ...], weights: dict[str,
 def _prune(job_dir: Path) -> None:
     keep = set()
     for pointer in job_dir.glob("*.json"):
-        target = read_json(pointer).get("dir") if pointer.stem in ("last", "best") else None
+        target = read_json(pointer).get("dir") if pointer.stem in POINTERS else None
         if target:
             keep.add(Path(target).name)
     for entry in (job_dir / "checkpoints").iterdir():

@@ -45,7 +45,7 @@ class GateResult:
         parts = []
         for c in self.checks:
             verdict = "ok" if c.passed else ("FAILED" if c.enforced else "over the limit, not enforced")
-            parts.append(f"{c.domain}-val {c.relative_change:+.1%} (limit +{c.max_rise:.0%}): {verdict}")
+            parts.append(f"{c.domain}-val {c.relative_change:+.1%} (limit {c.max_rise:+.0%}): {verdict}")
         head = "passed" if self.passed else "failed"
         return f"Gate after phase {self.phase} {head}: " + "; ".join(parts) if parts else \
             f"Gate after phase {self.phase}: no validation domain to judge."

@@ -68,7 +68,6 @@ class DataSpec:
 @dataclass(frozen=True)
 class JobSpec:
     name: str
-    model: str  # what the job's tag calls the model ("all" for whole-phase jobs)
     epochs: tuple[int, int]  # (min, max): early stop never fires before min
     optimizer: OptimizerSpec
     scheduler: SchedulerSpec
@@ -213,7 +212,7 @@ def _parse_phase(name: str, body: dict) -> PhaseSpec:
         raise PlanError(f"In {where}, gate may only list {', '.join(DOMAINS)}.")
     defaults = {key: body[key] for key in ("epochs", "optimizer", "scheduler") if key in body}
     defaults["trainable"] = body.get("trainable")
-    jobs_raw = body.get("jobs") or {SINGLE_JOB: {"model": "all"}}
+    jobs_raw = body.get("jobs") or {SINGLE_JOB: {}}
     jobs = []
     for job_name, job in jobs_raw.items():
         merged = dict(defaults, **{k: v for k, v in job.items() if k != "optimizer"})
@@ -261,7 +260,6 @@ def _parse_job(where: str, name: str, job: dict) -> JobSpec:
     trainable = {m: tuple(trainable_raw.get(m, ("none",))) for m in MODEL_NAMES}
     return JobSpec(
         name=name,
-        model=str(job.get("model", "all")),
         epochs=(low, high),
         optimizer=OptimizerSpec(
             name=opt["name"], lr=float(opt["lr"]), betas=tuple(float(b) for b in opt["betas"]),

@@ -1,0 +1,212 @@
+"""The training loop end to end on procedural data, tiny models and tiny sizes, on the CPU:
+the whole plan in miniature, what each phase trains, gates, and an exact resume after SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainer.__main__ import main
+from trainer.checkpoint import Checkpoint, build_models, find_checkpoint, load_models
+from trainer.models import add_lora, set_trainable
+
+REPO = Path(__file__).resolve().parents[2]
+MINIATURE = ["--synthetic", "6", "--models-preset", "tiny", "--res-scale", "0.0625", "--epochs-scale", "0.05",
+             "--max-steps", "1", "--batch-size", "2", "--val-batches", "1"]
+# A two-phase plan in the shipped plan's format: full training, then two independent LoRA-phase jobs.
+SMALL_PLAN = """
+name = "small"
+seed = 3
+holdout_fraction = 0.25
+[early_stop]
+patience = 4
+min_rel_improvement = 0.001
+[gate]
+window = 3
+skyrim_max_rise = 0.05
+matsynth_max_rise = {matsynth_max_rise}
+[lora]
+rank = 2
+[phases.P1]
+init = "new"
+epochs = [3, 3]
+batch_size = 2
+gate = ["matsynth"]
+data = {{ mix = {{ matsynth = 1.0 }}, resolution = 64, augment = true, composite_2crop = 0.3, composite_4crop = 0.0, photometric_strength = 0.0 }}
+optimizer = {{ name = "adamw", lr = 1e-3, betas = [0.9, 0.999], weight_decay = 1e-2 }}
+scheduler = {{ name = "onecycle", max_lr = 1e-3, pct_start = 0.3 }}
+trainable = {{ classifier = ["all"], metallic_seg = ["all"], albedo = ["all"], maps = ["all"] }}
+[phases.P2]
+init = "previous"
+epochs = [2, 2]
+batch_size = 2
+add_lora = true
+data = {{ mix = {{ matsynth = 0.5, skyrim = 0.5 }}, resolution = 64, augment = true, composite_2crop = 0.0, composite_4crop = 0.0, photometric_strength = 1.0 }}
+optimizer = {{ name = "adam", lr = 1e-3, betas = [0.9, 0.9995], weight_decay = 0.0 }}
+scheduler = {{ name = "exponential", gamma = 0.9 }}
+[phases.P2.jobs.seg]
+trainable = {{ metallic_seg = ["decoder", "lora"] }}
+[phases.P2.jobs.rough]
+trainable = {{ maps = ["head:roughness"] }}
+"""
+SMALL_ARGS = ["--synthetic", "6", "--models-preset", "tiny", "--max-steps", "3", "--val-batches", "1", "--no-export"]
+
+
+def small_plan(tmp_path, matsynth_max_rise=0.10) -> str:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL_PLAN.format(matsynth_max_rise=matsynth_max_rise), encoding="utf-8")
+    return str(path)
+
+
+def _weights(run: Path, key: str, pointer: str) -> dict:
+    return find_checkpoint(run / key, pointer).weights()
+
+
+def _changed(before: dict, after: dict) -> set[str]:
+    return {k for k in after if not torch.equal(before[k], after[k])}
+
+
+def _start_weights(run: Path, key: str, lora_rank: int) -> dict:
+    """The weights a job started from, with LoRA adapters added (as B adds them) so names match."""
+    start = find_checkpoint(run / key, "best")
+    models = build_models(start.meta["models"], start.meta["lora_rank"])
+    models.load_state_dict(start.weights())
+    if lora_rank and not start.meta["lora_rank"]:
+        add_lora(models, rank=lora_rank)  # fresh adapters: trainable, so any value is allowed to change
+    return models.state_dict()
+
+
+@pytest.fixture(scope="module")
+def miniature_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("plan") / "run"
+    # --no-export: the ONNX export has its own tests (tests/trainer/test_export.py) and takes minutes here.
+    assert main(["run", "--plan", "skyrim", "--out", str(run), *MINIATURE, "--force", "--no-export"]) == 0
+    return run
+
+
+def test_whole_plan_in_miniature_runs_every_phase_and_d_job(miniature_run):
+    state = json.loads((miniature_run / "run_state.json").read_text())
+    assert list(state["jobs"]) == ["A0/main", "A/main", "B/main", "C/main", "C_prime/main", "D/segformer_decoder",
+                                   "D/albedo_upsampling", "D/roughness_head", "D/metallic_head", "D/ao_head",
+                                   "D/height_head"]
+    assert set(state["gates"]) == {"A0", "A", "B", "C", "C_prime"}
+    for phase in state["gates"]:
+        assert json.loads((miniature_run / phase / "gate.json").read_text())["jobs"][0]["checks"]
+    models, run_config = load_models(miniature_run)  # RUNDIR/final, what `export --run` reads
+    assert run_config["plan"] == "skyrim" and set(models.keys()) == {"classifier", "metallic_seg", "albedo", "maps"}
+    d_meta = find_checkpoint(miniature_run / "D" / "roughness_head", "last").meta
+    assert d_meta["tags"]["phase"] == "D" and d_meta["tags"]["res"] == "128"  # 2K x 0.0625
+    assert d_meta["tags"]["model"] == "roughness_head"
+
+
+def test_each_phase_changes_exactly_its_trainable_parts(miniature_run):
+    phases = ["A0/main", "A/main", "B/main", "C/main", "C_prime/main"]
+    starts = {"A/main": "A0/main", "B/main": "A/main", "C/main": "B/main", "C_prime/main": "C/main"}
+    for key in phases[1:] + ["D/segformer_decoder", "D/albedo_upsampling", "D/height_head"]:
+        last = find_checkpoint(miniature_run / key, "last")
+        start_key = starts.get(key, "C_prime/main")
+        meta = last.meta
+        before = _start_weights(miniature_run, start_key, meta["lora_rank"])
+        after = last.weights()
+        models = build_models(meta["models"], meta["lora_rank"])
+        set_trainable(models, meta["trainable"])
+        trainable = {f"{m}.{n}" for m, model in models.items() for n, p in model.named_parameters() if p.requires_grad}
+        params = {f"{m}.{n}" for m, model in models.items() for n, _ in model.named_parameters()}
+        changed = _changed(before, after)
+        changed_params = changed & params
+        assert changed_params <= trainable, key  # nothing frozen moved
+        # The optimiser holds exactly the trainable tensors ...
+        assert len(last.state()["optimizer"]["param_groups"][0]["params"]) == len(trainable), key
+        # ... and they moved (D's 1e-6 steps behind still-tiny heads can round away at this scale).
+        assert changed_params or key.startswith("D/") and key != "D/segformer_decoder", key
+        frozen_models = [m for m, parts in meta["trainable"].items() if parts == ["none"]]
+        assert not any(k.startswith(f"{m}.") for k in changed for m in frozen_models), key
+
+
+def test_lora_is_added_in_b_on_the_transformers_only(miniature_run):
+    a = _weights(miniature_run, "A/main", "best")
+    b = _weights(miniature_run, "B/main", "last")
+    assert not any("lora_" in k for k in a)
+    lora_models = {k.split(".")[0] for k in b if "lora_" in k}
+    assert lora_models == {"classifier", "metallic_seg"}
+    d = _weights(miniature_run, "D/segformer_decoder", "last")
+    assert {k for k in d if "lora_" in k} == {k for k in b if "lora_" in k}  # kept, not extended
+
+
+def test_final_models_merge_the_d_jobs_and_keep_the_1k_classifier(miniature_run):
+    final = Checkpoint(miniature_run / "final").weights()
+    c_prime = _weights(miniature_run, "C_prime/main", "best")
+    for key, value in final.items():
+        if key.startswith("classifier."):
+            assert torch.equal(value, c_prime[key])
+    for job in ("roughness_head", "albedo_upsampling"):
+        best = _weights(miniature_run, f"D/{job}", "best")
+        for key in _changed(c_prime, best):
+            assert torch.equal(final[key], best[key])
+
+
+def test_a_failed_gate_stops_the_run_until_forced(tmp_path, capsys):
+    torch.set_num_threads(1)
+    plan = small_plan(tmp_path, matsynth_max_rise=-1.0)  # demands a 100 % fall: always fails
+    run = tmp_path / "run"
+    assert main(["run", "--plan", plan, "--out", str(run), *SMALL_ARGS, "--epochs-scale", "0.34"]) == 2
+    err = capsys.readouterr().err
+    assert "Gate after phase P1 failed" in err and "--resume --force" in err
+    assert not (run / "P2").exists()
+    assert main(["run", "--out", str(run), "--resume", "--force", "--no-export"]) == 0
+    gate = json.loads((run / "P1" / "gate.json").read_text())
+    assert gate["passed"] is False and gate["forced"] is True
+    assert (run / "final" / "weights.safetensors").is_file()
+
+
+def test_existing_run_folder_is_not_overwritten_without_resume(tmp_path, capsys):
+    (tmp_path / "run_config.json").write_text("{}")
+    assert main(["run", "--out", str(tmp_path), "--synthetic", "2"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    torch.set_num_threads(1)
+    plan = small_plan(tmp_path)
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    reference = tmp_path / "reference"
+    assert main(["run", "--plan", plan, "--out", str(reference), *SMALL_ARGS]) == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "trainer", "run", "--plan", plan, "--out", str(killed),
+                                *SMALL_ARGS, "--checkpoint-every", "1"], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = killed / "P1" / "main" / "last.json"
+    deadline, mid_epoch = time.time() + 120, False
+    try:
+        while time.time() < deadline:  # wait until a mid-epoch checkpoint of epoch 2 exists
+            if pointer.is_file():
+                try:
+                    meta = find_checkpoint(pointer.parent, "last").meta
+                except Exception:  # the pointer moved between reads
+                    meta = {}
+                if meta.get("epoch") == 1 and meta.get("batches_done", 0) > 0:
+                    mid_epoch = True
+                    break
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert mid_epoch and process.returncode == -signal.SIGKILL
+    assert not (killed / "final").exists()  # it really was interrupted
+    assert main(["run", "--out", str(killed), "--resume", "--no-export"]) == 0
+
+    for key in ("P1/main", "P2/seg", "P2/rough"):
+        for pointer_name in ("best", "last"):
+            a, b = _weights(reference, key, pointer_name), _weights(killed, key, pointer_name)
+            assert a.keys() == b.keys()
+            assert all(torch.equal(a[k], b[k]) for k in a), (key, pointer_name)
+    final_a = Checkpoint(reference / "final").weights()
+    final_b = Checkpoint(killed / "final").weights()
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
