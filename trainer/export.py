@@ -142,13 +142,16 @@ def _export_one(model: nn.Module, name: str, path: Path, opset: int) -> None:
     # Generic example sizes (not 0/1, H != W) so the exporter keeps every dim symbolic.
     example = random_inputs(name, 2, 4 * UNET_MULTIPLE, 3 * UNET_MULTIPLE, seed=0)
     # The exporter's native opset is 18; lower targets are reached by downgrade_opset.
+    dynamic_shapes = _dynamic_shapes(name, len(example))
+    if isinstance(model, _Float16):
+        dynamic_shapes = (dynamic_shapes,)   # its forward takes the inputs as one *args tuple
     with warnings.catch_warnings():
         # The exporter notes that every input shares the same batch/height/width symbols: expected.
         warnings.filterwarnings("ignore", message=".*will not be used, since it shares the same shape")
         program = torch.onnx.export(
             model, example, dynamo=True, opset_version=max(opset, 18), verbose=False,
             input_names=list(signature["inputs"]), output_names=list(signature["outputs"]),
-            dynamic_shapes=_dynamic_shapes(name, len(example)), external_data=False)
+            dynamic_shapes=dynamic_shapes, external_data=False)
     program.save(str(path), external_data=False)
     _finish_onnx(path, name, opset)
 
@@ -213,7 +216,7 @@ def export_models(models: nn.ModuleDict, out_dir: str | Path, provenance: dict, 
         parity[name] = check_parity(model, name, path, (samples or {}).get(name))
         files[name] = {"sha256": sha256_file(path), "opset": opset}
         if fp16:
-            half = _Float16(merged_copy(model).eval())
+            half = _Float16(merged_copy(model)).eval()
             half_path = path.with_name(path.stem + "_fp16.onnx")
             _export_one(half, name, half_path, opset)
             parity[f"{name}_fp16"] = check_parity(model, name, half_path, (samples or {}).get(name),
