@@ -86,6 +86,7 @@ class Converter:
     def convert(self, diffuse: np.ndarray, normal: np.ndarray | None = None,
                 normal_convention: str = "directx") -> PBRResult:
         job = self.start(diffuse, normal, normal_convention)
+        del diffuse, normal  # the job frees the inputs as soon as it is done with them
         while not job.done:
             job.step()
         return job.result
