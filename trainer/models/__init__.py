@@ -49,9 +49,10 @@ class ModelsConfig:
     segformer_pretrained_path: str | None = None    # saved transformers SegFormer folder
     # UNets: widths of the stem (H/2) and the four stride-2 levels (H/4 .. H/32).
     unet_widths: tuple[int, ...] = (16, 32, 64, 96, 128)
-    unet_convs_per_level: int = 2
+    unet_convs_per_level: int = 2      # 3x3 blocks per encoder level (after the strided one) and decoder level
+    unet_final_width: int = 8          # channels of the full-resolution block and the heads' input
     unet_head_hidden: int = 8
-    film_hidden: int = 32
+    film_hidden: int = 16
 
     def __post_init__(self):
         # asdict -> JSON -> ModelsConfig(**d) turns tuples into lists; keep the dataclass hashable/comparable.
@@ -71,7 +72,7 @@ class ModelsConfig:
         return cls(vit_embed_dim=32, vit_depth=2, vit_heads=2, vit_mlp_ratio=2.0,
                    seg_hidden_sizes=(8, 16), seg_depths=(1, 1), seg_heads=(1, 1), seg_sr_ratios=(8, 4),
                    seg_decoder_hidden=16, unet_widths=(8, 8, 16, 16, 16), unet_convs_per_level=1,
-                   unet_head_hidden=4, film_hidden=8)
+                   unet_final_width=8, unet_head_hidden=4, film_hidden=8)
 
     @classmethod
     def full(cls) -> "ModelsConfig":
@@ -79,7 +80,7 @@ class ModelsConfig:
         return cls(vit_embed_dim=384, vit_depth=12, vit_heads=6,
                    seg_hidden_sizes=(64, 128, 320, 512), seg_depths=(3, 4, 6, 3), seg_heads=(1, 2, 5, 8),
                    seg_decoder_hidden=768, unet_widths=(32, 64, 128, 256, 384), unet_convs_per_level=2,
-                   unet_head_hidden=16, film_hidden=64)
+                   unet_final_width=16, unet_head_hidden=16, film_hidden=64)
 
 
 def create_models(cfg: ModelsConfig, seed: int | None = None) -> nn.ModuleDict:
@@ -92,6 +93,7 @@ def create_models(cfg: ModelsConfig, seed: int | None = None) -> nn.ModuleDict:
         "metallic_seg": MetallicSegmenter(cfg.seg_hidden_sizes, cfg.seg_depths, cfg.seg_heads,
                                           cfg.seg_sr_ratios, cfg.seg_decoder_hidden,
                                           cfg.segformer_pretrained_path),
-        "albedo": UNetAlbedo(cfg.unet_widths, cfg.unet_convs_per_level, cfg.unet_head_hidden),
-        "maps": UNetMaps(cfg.unet_widths, cfg.unet_convs_per_level, cfg.unet_head_hidden, cfg.film_hidden),
+        "albedo": UNetAlbedo(cfg.unet_widths, cfg.unet_convs_per_level, cfg.unet_final_width, cfg.unet_head_hidden),
+        "maps": UNetMaps(cfg.unet_widths, cfg.unet_convs_per_level, cfg.unet_final_width, cfg.unet_head_hidden,
+                         cfg.film_hidden),
     })

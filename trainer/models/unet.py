@@ -3,8 +3,8 @@
 Layout (widths w0..w4 from ModelsConfig.unet_widths, resolutions relative to the input H x W):
 
     input ──stem (3x3, stride 2)──> w0 @ H/2 ─ down1 ─> w1 @ H/4 ─ ... ─ down4 ─> w4 @ H/32
-    decoder: up4..up1 (bilinear x2, concat skip, 3x3 convs)        -> w0 @ H/2
-    final_upsampling: bilinear x2, concat the raw input, 3x3 conv  -> w0 @ H
+    decoder: up4..up1 (1x1 projection, bilinear x2, add skip, 3x3 convs) -> w0 @ H/2
+    final_upsampling: 1x1, bilinear x2, concat the raw input, 3x3 conv   -> final_width @ H
     heads: one small head per output (3x3 conv + 1x1 conv)
 
 Every conv is followed by BatchNorm + SiLU (BatchNorm rather than GroupNorm: it fuses into the conv
@@ -71,17 +71,31 @@ class FiLM(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """Bilinear x2, concatenate the skip, then `convs` 3x3 conv blocks."""
+    """Decoder level: 1x1 projection at the coarse level, bilinear x2, add the skip (LinkNet-style:
+    adding instead of concatenating halves the cost of the following conv), then `convs` 3x3 blocks."""
 
-    def __init__(self, c_in: int, c_skip: int, c_out: int, convs: int):
+    def __init__(self, c_in: int, c_out: int, convs: int):
         super().__init__()
-        layers = [ConvBNAct(c_in + c_skip, c_out)]
-        layers += [ConvBNAct(c_out, c_out) for _ in range(convs - 1)]
-        self.convs = nn.Sequential(*layers)
+        self.project = ConvBNAct(c_in, c_out, kernel=1)
+        self.convs = nn.Sequential(*[ConvBNAct(c_out, c_out) for _ in range(convs)])
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        return self.convs(torch.cat([x, skip], dim=1))
+        x = F.interpolate(self.project(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.convs(x + skip)
+
+
+class FinalUpsampling(nn.Module):
+    """H/2 -> H: 1x1 projection, bilinear x2, concatenate the raw input (full-resolution detail),
+    one 3x3 block. This is the only conv at full resolution, so its width sets most of the cost."""
+
+    def __init__(self, c_in: int, c_input: int, c_out: int):
+        super().__init__()
+        self.project = ConvBNAct(c_in, c_out, kernel=1)
+        self.conv = ConvBNAct(c_out + c_input, c_out)
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(self.project(x), scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, image], dim=1))
 
 
 class Head(nn.Sequential):
@@ -97,7 +111,7 @@ class Head(nn.Sequential):
 class UNetTrunk(nn.Module):
     """Encoder, decoder and final upsampling shared by both UNets; optional FiLM per decoder level."""
 
-    def __init__(self, in_channels: int, widths: tuple[int, ...], convs_per_level: int,
+    def __init__(self, in_channels: int, widths: tuple[int, ...], convs_per_level: int, final_width: int,
                  cond_channels: int = 0, film_hidden: int = 32):
         super().__init__()
         if len(widths) != 5:
@@ -111,14 +125,13 @@ class UNetTrunk(nn.Module):
                for i in range(1, 5)])
         # decoder[j] goes from level 4-j to level 3-j (deepest first).
         self.decoder = nn.ModuleList(
-            [UpBlock(w[i + 1], w[i], w[i], convs_per_level) for i in reversed(range(4))])
-        self.final_upsampling = UpBlock(w[0], in_channels, w[0], 1)
-        self.out_channels = w[0]
+            [UpBlock(w[i + 1], w[i], convs_per_level) for i in reversed(range(4))])
+        self.final_upsampling = FinalUpsampling(w[0], in_channels, final_width)
         self.conditioned = cond_channels > 0
         if self.conditioned:
             self.decoder_film = nn.ModuleList(
                 [FiLM(cond_channels, w[i], film_hidden) for i in reversed(range(4))])
-            self.final_film = FiLM(cond_channels, w[0], film_hidden)
+            self.final_film = FiLM(cond_channels, final_width, film_hidden)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         skips = []
@@ -175,10 +188,10 @@ class UNetAlbedo(nn.Module):
 
     EPS = 1e-3
 
-    def __init__(self, widths: tuple[int, ...], convs_per_level: int, head_hidden: int):
+    def __init__(self, widths: tuple[int, ...], convs_per_level: int, final_width: int, head_hidden: int):
         super().__init__()
-        self.trunk = UNetTrunk(6, widths, convs_per_level)
-        self.heads = nn.ModuleDict({"albedo": Head(widths[0], head_hidden, 3, zero_init=True)})
+        self.trunk = UNetTrunk(6, widths, convs_per_level, final_width)
+        self.heads = nn.ModuleDict({"albedo": Head(final_width, head_hidden, 3, zero_init=True)})
 
     def forward(self, diffuse: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
         check_image("diffuse", diffuse, 3, UNET_MULTIPLE)
@@ -197,11 +210,12 @@ class UNetAlbedo(nn.Module):
 class UNetMaps(nn.Module):
     """albedo + normal + condition -> roughness, metallic, ao, height, each from its own head."""
 
-    def __init__(self, widths: tuple[int, ...], convs_per_level: int, head_hidden: int, film_hidden: int):
+    def __init__(self, widths: tuple[int, ...], convs_per_level: int, final_width: int, head_hidden: int,
+                 film_hidden: int):
         super().__init__()
-        self.trunk = UNetTrunk(6, widths, convs_per_level, cond_channels=len(CONDITION_CHANNELS),
+        self.trunk = UNetTrunk(6, widths, convs_per_level, final_width, cond_channels=len(CONDITION_CHANNELS),
                                film_hidden=film_hidden)
-        self.heads = nn.ModuleDict({name: Head(widths[0], head_hidden, 1) for name in MAP_CHANNELS})
+        self.heads = nn.ModuleDict({name: Head(final_width, head_hidden, 1) for name in MAP_CHANNELS})
 
     def forward(self, albedo: torch.Tensor, normal: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         check_image("albedo", albedo, 3, UNET_MULTIPLE)
