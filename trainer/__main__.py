@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from addon.engine.errors import PBRForgeError
@@ -30,6 +31,8 @@ def _add_run_parser(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--epochs-scale", type=float, help="multiply every epoch count and epoch-counted schedule")
     p.add_argument("--max-steps", type=int, metavar="N", help="at most N optimiser steps per epoch")
     p.add_argument("--batch-size", type=int, help="override every phase's batch size")
+    p.add_argument("--grad-accum", type=int, help="override every phase's gradient accumulation")
+    p.add_argument("--lr-scale", type=float, help="multiply every learning rate of the plan")
     p.add_argument("--val-batches", type=int, metavar="N", help="at most N validation batches per domain")
     p.add_argument("--num-workers", type=int, help="data-loading worker processes")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also save a resumable checkpoint every N steps")
@@ -42,7 +45,8 @@ def _add_run_parser(subparsers, name: str, help_text: str) -> None:
     p.set_defaults(func=_run_command)
 
 
-OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "val_batches",
+OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "grad_accum",
+             "lr_scale", "val_batches",
              "num_workers", "checkpoint_every", "compile", "lion", "wandb", "export_to", "matsynth", "skyrim")
 
 
@@ -82,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # Under torchrun only rank 0 reports progress; the other ranks speak up for problems only.
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

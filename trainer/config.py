@@ -16,9 +16,11 @@ PROFILES = {
         "models_preset": "cpu_default",
         "synthetic": 96,
         "res_scale": 0.125,   # 1K -> 128 px, 2K -> 256 px
-        "epochs_scale": 0.2,  # A0 3, A 8, B/C 2-3, C' 1, D jobs 1-2 epochs
-        "max_steps": 12,
+        "epochs_scale": 0.25,  # A0 4, A 10, B 3, C 3, C' 1 epochs; D jobs 2 epochs
+        "max_steps": 16,
         "batch_size": 4,
+        "grad_accum": 1,
+        "lr_scale": 10.0,     # a miniature has ~1 % of the plan's steps: larger steps to travel as far
         "val_batches": 2,
     },
 }
@@ -36,6 +38,8 @@ class RunConfig:
     epochs_scale: float = 1.0          # multiplies every epoch count and epoch-counted schedule length
     max_steps: int | None = None       # at most this many optimiser steps per epoch
     batch_size: int | None = None      # overrides every phase's batch size
+    grad_accum: int | None = None      # overrides every phase's gradient accumulation
+    lr_scale: float = 1.0              # multiplies every learning rate of the plan
     val_batches: int | None = None     # at most this many batches per validation domain
     device: str = "auto"
     compile: bool = False

@@ -29,7 +29,7 @@ from trainer.checkpoint import (
 from trainer.config import RunConfig
 from trainer.gates import GateResult, check_gate, should_stop_early
 from trainer.logs import RunLogger, job_tags, tag_string
-from trainer.optim import create_optimizer, create_scheduler
+from trainer.optim import create_optimizer, create_scheduler, scale_lr
 from trainer.plan import JobSpec, PhaseSpec, Plan, PlanError, parse_plan
 
 log = logging.getLogger("trainer")
@@ -38,6 +38,10 @@ DOMAIN_IDS = {"matsynth": 0, "skyrim": 1}
 
 class GateFailed(PBRForgeError):
     """A validation gate said a domain is deteriorating; the run stopped before the next phase."""
+
+
+class TrainingDiverged(PBRForgeError):
+    """The loss became NaN or infinite; the last checkpoint before it is intact."""
 
 
 class RunFolderError(PBRForgeError):
@@ -281,6 +285,8 @@ def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint 
 
     min_epochs, max_epochs = cfg.epochs(job.epochs)
     batch_size = _batch_size(cfg, phase)
+    grad_accum = cfg.grad_accum or phase.grad_accum
+    opt_spec, sched_spec = scale_lr(job.optimizer, job.scheduler, cfg.lr_scale)
     samples = phase.samples_per_epoch
 
     def loader_for(epoch: int, start_step: int = 0):
@@ -291,10 +297,10 @@ def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint 
 
     batches_in_epoch = len(loader_for(1))
     if cfg.max_steps:
-        batches_in_epoch = min(batches_in_epoch, cfg.max_steps * phase.grad_accum)
-    steps_per_epoch = max(1, math.ceil(batches_in_epoch / phase.grad_accum))
-    optimizer = create_optimizer(params, job.optimizer, use_alternative=cfg.lion, fused=rt.cuda)
-    scheduler = create_scheduler(optimizer, job.scheduler, epochs=max_epochs, steps_per_epoch=steps_per_epoch,
+        batches_in_epoch = min(batches_in_epoch, cfg.max_steps * grad_accum)
+    steps_per_epoch = max(1, math.ceil(batches_in_epoch / grad_accum))
+    optimizer = create_optimizer(params, opt_spec, use_alternative=cfg.lion, fused=rt.cuda)
+    scheduler = create_scheduler(optimizer, sched_spec, epochs=max_epochs, steps_per_epoch=steps_per_epoch,
                                  epochs_scale=cfg.epochs_scale)
 
     val_loaders = _val_loaders(ctx, phase)
@@ -314,10 +320,10 @@ def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint 
         start_metrics = validate(ctx, models, val_loaders, phase)
         history = {k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAIN_IDS)}
     ctx.logger.start_job(f"{phase.name}/{job.name}", tags)
-    hparams = dict(tags, lr=job.optimizer.lr, optimizer=(job.optimizer.alternative if cfg.lion and
+    hparams = dict(tags, lr=opt_spec.lr, optimizer=(job.optimizer.alternative if cfg.lion and
                    job.optimizer.alternative else job.optimizer.name), scheduler=job.scheduler.name,
                    freeze=tag_string({m: "+".join(p) for m, p in job.trainable.items()}), batch=batch_size,
-                   grad_accum=phase.grad_accum, lora_rank=lora_rank, trainable_params=sum(counts.values()))
+                   grad_accum=grad_accum, lora_rank=lora_rank, trainable_params=sum(counts.values()))
 
     def save(pointers: tuple[str, ...], epoch_done: int, batches: int):
         if not rt.is_main:
@@ -349,13 +355,18 @@ def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint 
         running, seen, started = 0.0, 0, time.time()
         for index in range(batch_done, batches_in_epoch):
             batch = _to_device(next(iterator), rt)
-            last_of_step = (index + 1) % phase.grad_accum == 0 or index + 1 == batches_in_epoch
+            last_of_step = (index + 1) % grad_accum == 0 or index + 1 == batches_in_epoch
             sync = contextlib.nullcontext() if last_of_step or not rt.distributed else loss_module.no_sync()
             with sync:
                 with rt.autocast():
                     losses = loss_module(batch)
-                (losses["total"] / phase.grad_accum).backward()
-            running += float(losses["total"].detach())
+                (losses["total"] / grad_accum).backward()
+            loss_value = float(losses["total"].detach())
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"The loss became {loss_value} in {phase.label}/{job.name} at epoch "
+                                       f"{epoch_number}, step {global_step + 1}; lower the learning rate (--lr-scale) "
+                                       f"or check the data, then resume (--resume) from the last checkpoint.")
+            running += loss_value
             seen += 1
             bar.update(1)
             if not last_of_step:

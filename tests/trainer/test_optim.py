@@ -4,7 +4,7 @@ import torch
 from timm.optim import Lion
 from torch.optim import lr_scheduler
 
-from trainer.optim import create_optimizer, create_scheduler
+from trainer.optim import create_optimizer, create_scheduler, scale_lr
 from trainer.plan import load_plan
 
 EXPECTED = {  # (phase, job) -> (optimiser class, scheduler class)
@@ -80,3 +80,13 @@ def test_epochs_scale_shrinks_epoch_counted_schedules():
     job = load_plan("skyrim").phase("A0").jobs[0]
     opt = create_optimizer([torch.nn.Parameter(torch.zeros(1))], job.optimizer)
     assert create_scheduler(opt, job.scheduler, epochs=2, steps_per_epoch=1, epochs_scale=0.2).T_max == 3
+
+
+def test_lr_scale_multiplies_base_peak_and_floor_learning_rates():
+    plan = load_plan("skyrim")
+    a = plan.phase("A").jobs[0]
+    opt, sched = scale_lr(a.optimizer, a.scheduler, 10.0)
+    assert opt.lr == pytest.approx(5e-4) and sched.params["max_lr"] == pytest.approx(5e-4)
+    assert sched.params["pct_start"] == 0.3 and a.optimizer.lr == 5e-5  # the plan itself is untouched
+    cp = plan.phase("C_prime").jobs[0]
+    assert scale_lr(cp.optimizer, cp.scheduler, 10.0)[1].params["eta_min"] == pytest.approx(3e-6)
