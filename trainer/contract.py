@@ -25,7 +25,8 @@ NORMAL_CONVENTION = "opengl"  # inside the models; DirectX inputs get their gree
 CLASSIFIER_INPUT_SIZE = 224   # the ViT runs at a fixed size (ONNX export is static)
 # UNet spatial dims must be multiples of this (four stride-2 levels plus the stem).
 UNET_MULTIPLE = 32
-DEFAULT_TILE = 512
+# The largest tile; the engine shrinks tiles to split a texture evenly (2K: 4x4 tiles of 576).
+DEFAULT_TILE = 640
 DEFAULT_OVERLAP = 64
 # Context models (classifier, metallic mask) see the whole texture downsampled so that its
 # longer side is at most this; their outputs are upsampled (with wrap-around) per tile.
