@@ -37,10 +37,15 @@ class PBRForgePreferences(bpy.types.AddonPreferences):
         ],
         default="AUTO",
     )
+    custom_tiling: BoolProperty(
+        name="Custom Tiling",
+        description="Choose the tile size and overlap yourself instead of the models' recommended values",
+        default=False,
+    )
     tile_size: IntProperty(
         name="Tile Size",
-        description="Pixels per side of the tiles the models run on; smaller uses less memory",
-        default=512, min=128, max=4096, step=32,
+        description="Largest tile, in pixels per side, the models run on; smaller uses less memory",
+        default=640, min=128, max=4096, step=32,
     )
     tile_overlap: IntProperty(
         name="Tile Overlap",
@@ -85,7 +90,9 @@ class PBRForgePreferences(bpy.types.AddonPreferences):
         if not self.models_dir:
             layout.label(text=f"Using the shipped models: {default_models_dir()}", icon='INFO')
         layout.prop(self, "provider")
+        layout.prop(self, "custom_tiling")
         row = layout.row(align=True)
+        row.enabled = self.custom_tiling
         row.prop(self, "tile_size")
         row.prop(self, "tile_overlap")
         layout.prop(self, "output_dir")

@@ -34,8 +34,8 @@ class RunSettings:
     """Everything a conversion needs from the preferences and the scene, read once per run."""
     models_dir: Path
     provider: str
-    tile: int
-    overlap: int
+    tile: int | None  # None: the manifest's recommendation
+    overlap: int | None
     output_dir: Path
     normal_convention: str  # "auto", "directx" or "opengl"
     overwrite: bool
@@ -47,8 +47,9 @@ class RunSettings:
         return cls(
             models_dir=prefs.resolved_models_dir(),
             provider=PROVIDERS[prefs.provider],
-            tile=prefs.tile_size,
-            overlap=prefs.tile_overlap,
+            # None: the tile size and overlap the models' manifest recommends.
+            tile=prefs.tile_size if prefs.custom_tiling else None,
+            overlap=prefs.tile_overlap if prefs.custom_tiling else None,
             output_dir=prefs.resolved_output_dir(),
             normal_convention=NORMAL_CONVENTIONS[prefs.normal_convention],
             overwrite=prefs.overwrite,
