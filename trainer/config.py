@@ -45,7 +45,7 @@ class RunConfig:
     compile: bool = False
     lion: bool = False                 # Lion instead of AdamW where the plan allows it (C, C')
     wandb: bool = False
-    num_workers: int = 0
+    num_workers: int | None = None     # data-loading processes; None: 0 on the CPU, several per GPU
     checkpoint_every: int = 0          # also save "last" every N optimiser steps within an epoch
     export_to: str | None = None       # also copy the exported ONNX set here (e.g. models/)
     profile: str | None = None

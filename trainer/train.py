@@ -518,6 +518,10 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
     plan = parse_plan(cfg.plan_data)
     if only_phase:
         plan.phase(only_phase)  # a clear error for an unknown name
+    if cfg.num_workers is None:
+        # On a GPU the per-sample decoding, resizing and augmenting is the bottleneck: feed it from
+        # worker processes. On the CPU the workers would only compete with the training threads.
+        cfg.num_workers = min(8, (os.cpu_count() or 2) // rt.world_size - 1) if rt.cuda else 0
     if rt.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config_file, cfg.to_dict())
