@@ -63,7 +63,7 @@ def evaluate_models(models_dir, count: int = 26, size: int = 256, provider: str 
         normal_pixels = encode_normal(material.normal, directx=True)
         result = converter.convert(material.diffuse, normal_pixels, normal_convention="directx")
         predictions = {
-            "models": {name: getattr(result, name) for name in MAPS},
+            "models": {name: np.asarray(getattr(result, name), np.float32) for name in MAPS},
             "identity": identity_baseline(material.diffuse),
             "classic": classic_baseline(material.diffuse, material.normal),
         }

@@ -25,17 +25,20 @@ NORMAL_CONVENTIONS = ("directx", "opengl", "auto")
 DEFAULT_BATCH_TILES = 4
 # Auto-detection looks at most at this many pixels per side (the test is local; a crop suffices).
 _DETECTION_CROP = 1024
+# Rows of the normal map decoded at a time.
+_DECODE_ROWS = 256
 
 
 @dataclass
 class PBRResult:
-    albedo: np.ndarray             # (H, W, 3) sRGB
+    # albedo and normal stay in half precision (the outputs are 8-bit; an 8K set fits in 4 GB).
+    albedo: np.ndarray             # (H, W, 3) float16 sRGB
     alpha: np.ndarray | None       # (H, W) from the diffuse, or None
     roughness: np.ndarray          # (H, W) linear
     metallic: np.ndarray
     ao: np.ndarray
     height: np.ndarray             # (H, W), 0.5 = mid level
-    normal: np.ndarray             # (H, W, 3) OpenGL unit vectors in [-1, 1]
+    normal: np.ndarray             # (H, W, 3) float16 OpenGL unit vectors in [-1, 1]
     material_scores: dict          # class -> probability
     provider: str                  # e.g. "CPU", "CUDA"
     warnings: list = field(default_factory=list)
@@ -160,10 +163,12 @@ class ConversionJob:
         height, width = grid.height, grid.width
         warnings: list[str] = []
 
-        # Prepare: the OpenGL unit normal (also the result's normal) and the diffuse alpha.
+        # Prepare: the OpenGL unit normal (also the result's normal) and the diffuse alpha. While the
+        # models run, the normal (and later the albedo) are kept in half precision: ample for values
+        # in [-1, 1] fed to float32 tiles, and it keeps an 8K set within the 4 GB memory budget.
+        unit_normal = np.zeros((height, width, 3), dtype=np.float16)
         if normal is None:
             warnings.append("No normal map was given; a flat normal was used, so height and AO carry less detail.")
-            unit_normal = np.zeros((height, width, 3), dtype=np.float32)
             unit_normal[..., 2] = 1.0
         else:
             if normal.shape[:2] != (height, width):
@@ -172,7 +177,13 @@ class ConversionJob:
                     f"{width}x{height}; the normal was resampled to match."
                 )
                 normal = resize_wrap(normal[..., :3], height, width)
-            unit_normal = decode_normal(normal, normal_convention, warnings)
+            if normal_convention == "auto":
+                crop = normal[:_DETECTION_CROP, :_DETECTION_CROP]
+                normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
+            rebuild_z = normal[..., 2].max() <= 1.0 / 255.0  # decided once for the whole map
+            for top in range(0, height, _DECODE_ROWS):  # in row blocks: no full-size temporaries
+                rows = slice(top, top + _DECODE_ROWS)
+                unit_normal[rows] = decode_normal(normal[rows], normal_convention, warnings, rebuild_z)
         normal = None  # the caller's array is no longer needed by the job
         alpha = np.array(diffuse[..., -1], dtype=np.float32) if diffuse.shape[2] in (2, 4) else None
         colour = diffuse[..., :3] if diffuse.shape[2] >= 3 else np.repeat(diffuse[..., :1], 3, axis=2)
@@ -186,7 +197,7 @@ class ConversionJob:
         while not run.step():
             yield
         diffuse = colour = run = None
-        np.clip(albedo, 0.0, 1.0, out=albedo)
+        albedo = np.clip(albedo, 0.0, 1.0, out=albedo).astype(np.float16)
         yield
 
         # (b) context: material logits per patch and the metallic logit, from the whole albedo
@@ -271,7 +282,8 @@ def _check_image(array, what: str, channels: tuple) -> np.ndarray:
     return array
 
 
-def decode_normal(encoded: np.ndarray, convention: str, warnings: list) -> np.ndarray:
+def decode_normal(encoded: np.ndarray, convention: str, warnings: list,
+                  rebuild_z: bool | None = None) -> np.ndarray:
     """(H, W, >=3) normal-map pixels in [0, 1] -> (H, W, 3) OpenGL unit vectors (float32).
 
     Two-channel maps (BC5: blue stored as 0) get Z rebuilt from X and Y. DirectX maps (Skyrim
@@ -281,7 +293,9 @@ def decode_normal(encoded: np.ndarray, convention: str, warnings: list) -> np.nd
     vectors = np.empty(encoded.shape[:2] + (3,), dtype=np.float32)
     np.multiply(encoded[..., :3], 2.0, out=vectors, casting="unsafe")
     vectors -= 1.0
-    if encoded[..., 2].max() <= 1.0 / 255.0:  # no Z stored: rebuild it (unit length, facing out)
+    if rebuild_z is None:
+        rebuild_z = encoded[..., 2].max() <= 1.0 / 255.0
+    if rebuild_z:  # no Z stored: rebuild it (unit length, facing out)
         z = 1.0 - vectors[..., 0] ** 2 - vectors[..., 1] ** 2
         np.sqrt(np.maximum(z, 0.0, out=z), out=vectors[..., 2])
     if convention == "auto":
@@ -337,7 +351,7 @@ def _resize_nchw(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H, W, C) -> (1, C, height, width), antialiased (Pillow's bilinear widens its support when
     shrinking, so an 8K albedo averages down instead of aliasing)."""
     planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c]), mode="F").resize(
+        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F").resize(
             (width, height), Image.Resampling.BILINEAR), dtype=np.float32)
         for c in range(image.shape[2])
     ]

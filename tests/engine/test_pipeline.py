@@ -41,7 +41,8 @@ def test_result_has_every_map_at_the_input_size_in_range(converter):
         assert values.shape == (70, 100) and values.dtype == np.float32
         assert 0.0 <= values.min() and values.max() <= 1.0
     assert 0.0 <= result.albedo.min() and result.albedo.max() <= 1.0
-    assert np.allclose(np.linalg.norm(result.normal, axis=2), 1.0, atol=1e-5)
+    assert result.albedo.dtype == result.normal.dtype == np.float16  # half precision keeps 8K within 4 GB
+    assert np.allclose(np.linalg.norm(result.normal.astype(np.float32), axis=2), 1.0, atol=2e-3)
     assert np.array_equal(result.alpha, diffuse[..., 3])  # alpha carried through untouched
     assert set(result.material_scores) == set(converter.manifest.material_classes)
     assert all(0.0 <= p <= 1.0 for p in result.material_scores.values())
