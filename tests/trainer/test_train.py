@@ -167,7 +167,7 @@ def test_a_failed_gate_stops_the_run_until_forced(tmp_path, capsys):
 
 def test_existing_run_folder_is_not_overwritten_without_resume(tmp_path, capsys):
     (tmp_path / "run_config.json").write_text("{}")
-    assert main(["run", "--out", str(tmp_path), "--synthetic", "2"]) == 2
+    assert main(["train", "--out", str(tmp_path), "--synthetic", "2"]) == 2  # `train` is `run`
     assert "already holds a run" in capsys.readouterr().err
 
 
