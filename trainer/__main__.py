@@ -73,7 +73,7 @@ def _run_command(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainer import export
+    from trainer import export, quality
     from trainer.data import preflight, synth
     parser = argparse.ArgumentParser(prog="python -m trainer", description="PBR Forge trainer")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.register_cli(subparsers)
     preflight.register_cli(subparsers)
     export.register_cli(subparsers)
+    quality.register_cli(subparsers)
     return parser
 
 

@@ -12,6 +12,7 @@ first fitted to the truth by least squares (scale and offset) before its error i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,19 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--provider", default="cpu")
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--record", action="store_true",
+                        help="store the report in the set's manifest.json (provenance.quality)")
     parser.set_defaults(func=run_cli)
+
+
+def record_in_manifest(models_dir: Path, report: dict) -> None:
+    """provenance.quality of the manifest; the model files and their checksums stay as they are."""
+    path = Path(models_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["provenance"]["quality"] = report
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
 
 
 def run_cli(args) -> int:
@@ -108,4 +121,6 @@ def run_cli(args) -> int:
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    if args.record:
+        record_in_manifest(args.models, report)
     return 0
