@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from . import naming, truepbr
 from .errors import PBRForgeError
-from .imageio import _write_atomically, read_image
+from .imageio import write_atomically, read_image
 from .manifest import MANIFEST_NAME
 
 FORMATS = ("truepbr", "blender", "both")
@@ -409,7 +409,7 @@ class BatchJob:
 
     def _write_summary(self) -> None:
         try:
-            _write_atomically(self.summary_path, (json.dumps(self.summary, indent=2, ensure_ascii=False) + "\n").encode())
+            write_atomically(self.summary_path, (json.dumps(self.summary, indent=2, ensure_ascii=False) + "\n").encode())
         except OSError as exc:
             self.summary["warnings"].append(_reason(exc, "write the summary"))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import etcpak
 import numpy as np
 
-from .imageio import _write_atomically
+from .imageio import write_atomically
 
 # (format, sRGB) -> DXGI_FORMAT. BC4/BC5 hold data, never colour: they have no sRGB variant.
 DXGI_FORMATS = {
@@ -71,7 +71,7 @@ def encode_dds(rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True, kind: 
 def write_dds(path: str | os.PathLike, rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True,
               kind: str | None = None) -> Path:
     """encode_dds, written atomically (temporary file beside the target, then renamed). Returns the path."""
-    return _write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
+    return write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
 
 
 # --- mip chain ---------------------------------------------------------------------------------

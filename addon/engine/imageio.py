@@ -59,27 +59,32 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(
             f"Cannot read '{path}': {exc.strerror or exc}; check the file's permissions."
         ) from exc
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """`read_image` for bytes already in memory (e.g. images embedded in parquet); `name` labels errors."""
     try:
         if data[:4] == _DDS_MAGIC:
             array = _read_dds(data)
         else:
             array = _read_with_pillow(data)
     except ImageReadError as exc:
-        raise ImageReadError(f"Cannot read '{path}': {exc}") from exc
+        raise ImageReadError(f"Cannot read '{name}': {exc}") from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageReadError(
-            f"Cannot read '{path}': it is not a PNG, TGA, JPG, BMP, TIFF or DDS image (or it is corrupt); "
+            f"Cannot read '{name}': it is not a PNG, TGA, JPG, BMP, TIFF or DDS image (or it is corrupt); "
             "re-export it in one of those formats."
         ) from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
             NotImplementedError, Image.DecompressionBombError) as exc:
         reason = str(exc).rstrip(".") or type(exc).__name__
         raise ImageReadError(
-            f"Cannot read '{path}': the file is corrupt, truncated or in an unsupported format "
+            f"Cannot read '{name}': the file is corrupt, truncated or in an unsupported format "
             f"({reason}); re-export it as PNG, TGA or DDS."
         ) from exc
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ImageReadError(f"Cannot read '{path}': the image is empty; re-export it.")
+        raise ImageReadError(f"Cannot read '{name}': the image is empty; re-export it.")
     return array
 
 
@@ -218,6 +223,11 @@ def write_png(path: str | os.PathLike, array: np.ndarray, bits: int = 8) -> Path
     The file appears atomically: it is written to a temporary file beside the target and renamed,
     so a crash never leaves a half-written PNG under the final name. Returns the path.
     """
+    return write_atomically(Path(path), encode_png(array, bits))
+
+
+def encode_png(array: np.ndarray, bits: int = 8) -> bytes:
+    """(H, W) or (H, W, 1..4) values in [0, 1] (clipped) -> the bytes of an 8- or 16-bit PNG."""
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, not {bits}")
     array = np.asarray(array)
@@ -226,8 +236,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray, bits: int = 8) -> Path
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
         raise ValueError(f"expected (H, W) or (H, W, 1..4) pixels, got shape {array.shape}")
     values = _quantise(array, bits)
-    encoded = _encode_png_8(values) if bits == 8 else _encode_png_16(values)
-    return _write_atomically(Path(path), encoded)
+    return _encode_png_8(values) if bits == 8 else _encode_png_16(values)
 
 
 def _quantise(array: np.ndarray, bits: int, rows_per_block: int = 256) -> np.ndarray:
@@ -274,7 +283,8 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _write_atomically(path: Path, payload: bytes) -> Path:
+def write_atomically(path: Path, payload: bytes) -> Path:
+    """Write `payload` to a temporary file beside `path`, fsync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -291,4 +301,4 @@ def _write_atomically(path: Path, payload: bytes) -> Path:
     return path
 
 
-__all__ = ["read_image", "write_png"]
+__all__ = ["read_image", "decode_image", "write_png", "encode_png", "write_atomically"]

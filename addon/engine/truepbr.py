@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import dds, naming
-from .imageio import _write_atomically
+from .imageio import write_atomically
 
 # Where the patchers look for their configuration, relative to the mod (Data) root.
 PATCHER_FOLDER = "PBRNifPatcher"
@@ -110,4 +110,4 @@ def write_patcher_json(entries: list[dict], path: str | os.PathLike) -> Path:
     """Write the patcher's JSON array atomically (sorted by texture, so reruns give the same file)."""
     ordered = sorted(entries, key=lambda entry: entry["texture"].lower())
     text = json.dumps(ordered, indent=2, ensure_ascii=False) + "\n"
-    return _write_atomically(Path(path), text.encode("utf-8"))
+    return write_atomically(Path(path), text.encode("utf-8"))

@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 
 from addon.engine.errors import ImageReadError
+from addon.engine.imageio import encode_png
 from trainer import contract
 from trainer.data import synth
 from trainer.data.common import (
-    DataReport, decode_normal, encode_normal, pack_rmaos, png_bytes, unpack_rmaos,
+    DataReport, decode_normal, encode_normal, pack_rmaos, unpack_rmaos,
 )
 from trainer.data.matsynth import DataSourceError, MatSynthDataset
 from trainer.data.skyrim import SkyrimDataset, find_pairs
@@ -80,7 +81,7 @@ def test_matsynth_reads_one_row_group_at_a_time(tmp_path, materials):
 def test_matsynth_bad_rows_raise_user_errors_and_bad_shards_are_reported(tmp_path, materials):
     rows = _rows(materials[:2])
     rows[0]["normal"] = {"bytes": b"\x89PNG truncated", "path": "x.png"}
-    rows[1]["roughness"] = {"bytes": png_bytes(np.zeros((8, 8), np.float32)), "path": "r.png"}
+    rows[1]["roughness"] = {"bytes": encode_png(np.zeros((8, 8), np.float32)), "path": "r.png"}
     _write(rows, tmp_path / "data" / "train-00000.parquet")
     (tmp_path / "data" / "train-00001.parquet").write_bytes(b"not parquet")
     report = DataReport()
@@ -108,7 +109,7 @@ def test_known_directx_normal_flips_to_the_known_opengl_vector():
 
 def test_rmaos_round_trip_through_a_png(tmp_path):
     r, m, a, s = (RNG.random((8, 8)).astype(np.float32) for _ in range(4))
-    (tmp_path / "x_rmaos.png").write_bytes(png_bytes(pack_rmaos(r, m, a, s)))
+    (tmp_path / "x_rmaos.png").write_bytes(encode_png(pack_rmaos(r, m, a, s)))
     from addon.engine.imageio import read_image
     maps = unpack_rmaos(read_image(tmp_path / "x_rmaos.png"))
     for name, value in (("roughness", r), ("metallic", m), ("ao", a), ("specular", s)):

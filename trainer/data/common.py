@@ -197,24 +197,6 @@ def unpack_rmaos(rmaos: np.ndarray) -> dict[str, np.ndarray]:
     return {"roughness": rmaos[..., 0], "metallic": rmaos[..., 1], "ao": rmaos[..., 2], "specular": specular}
 
 
-def png_bytes(image: np.ndarray, bits: int = 8) -> bytes:
-    """Encode a float image in [0,1] (HxW, HxWx3 or HxWx4) as PNG; 16-bit is for single-channel maps."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    image = np.clip(image, 0.0, 1.0)
-    if bits == 16:
-        if image.ndim != 2:
-            raise ValueError("16-bit PNGs are written for single-channel maps only")
-        pil = Image.fromarray(np.round(image * 65535).astype(np.uint16))
-    else:
-        pil = Image.fromarray(np.round(image * 255).astype(np.uint8))
-    buffer = BytesIO()
-    pil.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Any 1..4-channel image -> HxWx3 (grey is repeated, alpha dropped)."""
     if image.ndim == 2:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from addon.engine.errors import ImageReadError, PBRForgeError
-from addon.engine.imageio import read_image
+from addon.engine.errors import PBRForgeError
+from addon.engine.imageio import decode_image
 from trainer import contract
 from trainer.data.common import (
     DataReport, ao_from_height, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
@@ -86,18 +85,6 @@ def shard_files(paths) -> list[Path]:
     if not files:
         raise DataSourceError(f"No .parquet shards found under {paths}; point --matsynth at the MatSynth folder.")
     return files
-
-
-def _decode_png_bytes(data: bytes, label: str) -> np.ndarray:
-    """Decode embedded image bytes through the engine's reader so trainer and add-on see identical pixels."""
-    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
-    with tempfile.NamedTemporaryFile(suffix=".img", dir=folder) as handle:
-        handle.write(data)
-        handle.flush()
-        try:
-            return read_image(handle.name)
-        except ImageReadError as exc:
-            raise ImageReadError(f"{label}: {str(exc).split(': ', 1)[-1]}") from exc
 
 
 class MatSynthDataset:
@@ -167,7 +154,7 @@ class MatSynthDataset:
             cell = row.get(column)
             if not cell or not cell.get("bytes"):
                 return None
-            return _decode_png_bytes(cell["bytes"], f"{entry.name}/{column}")
+            return decode_image(cell["bytes"], f"{entry.name}/{column}")
 
         albedo = image("basecolor")
         normal = image("normal")

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from addon.engine.imageio import encode_png
 from trainer import contract
 from trainer.data.common import (
-    ao_from_height, encode_normal, linear_to_srgb, normal_from_height, pack_rmaos, png_bytes,
+    ao_from_height, encode_normal, linear_to_srgb, normal_from_height, pack_rmaos,
     srgb_to_linear,
 )
 
@@ -424,7 +425,7 @@ def matsynth_row(material: Material) -> dict:
     """One parquet row in MatSynth's schema. The `diffuse` column holds the old-game rendering (real
     MatSynth stores a clean diffuse map there); AO is not stored, as in MatSynth."""
     def image(array, column, bits=8):
-        return {"bytes": png_bytes(array, bits), "path": f"{material.name}/{column}.png"}
+        return {"bytes": encode_png(array, bits), "path": f"{material.name}/{column}.png"}
 
     meta = material.metadata
     return {
@@ -505,11 +506,11 @@ def write_skyrim_pair(material: Material, inputs_root, targets_root, relative_di
     normal_rgba = np.concatenate([encode_normal(material.normal, directx=True), specular[..., None]], axis=-1)
     Image.fromarray(u8(normal_rgba)).save(in_dir / f"{material.name}_n.dds", format="DDS", pixel_format="DXT5")
 
-    (out_dir / f"{material.name}.png").write_bytes(png_bytes(material.albedo))
+    (out_dir / f"{material.name}.png").write_bytes(encode_png(material.albedo))
     rmaos = pack_rmaos(material.roughness, material.metallic, material.ao)
-    (out_dir / f"{material.name}_rmaos.png").write_bytes(png_bytes(rmaos))
-    (out_dir / f"{material.name}_p.png").write_bytes(png_bytes(material.height, bits=16))
-    (out_dir / f"{material.name}_n.png").write_bytes(png_bytes(encode_normal(material.normal, directx=True)))
+    (out_dir / f"{material.name}_rmaos.png").write_bytes(encode_png(rmaos))
+    (out_dir / f"{material.name}_p.png").write_bytes(encode_png(material.height, bits=16))
+    (out_dir / f"{material.name}_n.png").write_bytes(encode_png(encode_normal(material.normal, directx=True)))
     return diffuse_path
 
 
