@@ -14,6 +14,8 @@ last conv starts at zero, so FiLM is the identity at initialisation.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -207,6 +209,10 @@ class UNetAlbedo(nn.Module):
         return unet_parts(self.trunk, self.heads)
 
 
+# Typical values of PBR materials (mostly rough-ish dielectrics with little occlusion).
+MAP_PRIOR_MEANS = {"roughness": 0.6, "metallic": 0.1, "ao": 0.9, "height": 0.5}
+
+
 class UNetMaps(nn.Module):
     """albedo + normal + condition -> roughness, metallic, ao, height, each from its own head."""
 
@@ -216,6 +222,10 @@ class UNetMaps(nn.Module):
         self.trunk = UNetTrunk(6, widths, convs_per_level, final_width, cond_channels=len(CONDITION_CHANNELS),
                                film_hidden=film_hidden)
         self.heads = nn.ModuleDict({name: Head(final_width, head_hidden, 1) for name in MAP_CHANNELS})
+        # Each head starts at a typical value of its map (the constant baseline) instead of 0.5:
+        # sigmoid heads move slowly, and a prior of 0.5 for AO or metallic is far from any material.
+        for name, mean in MAP_PRIOR_MEANS.items():
+            nn.init.constant_(self.heads[name][-1].bias, math.log(mean / (1.0 - mean)))
 
     def forward(self, albedo: torch.Tensor, normal: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         check_image("albedo", albedo, 3, UNET_MULTIPLE)
