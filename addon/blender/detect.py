@@ -67,7 +67,7 @@ def detect_inputs(material: bpy.types.Material) -> DetectedInputs:
                 found.how.append(f"Normal '{node.image.name}' found by its file name")
 
     if found.normal is not None:
-        found.normal_convention = _convention_by_name(found.normal)
+        found.normal_convention = naming.normal_convention_of(_image_name(found.normal))
     return found
 
 
@@ -87,15 +87,6 @@ def _role_by_name(image: bpy.types.Image) -> str | None:
         return None
     role = naming.role_of(name)
     return role if role in ("diffuse", "normal") else None
-
-
-def _convention_by_name(image: bpy.types.Image) -> str:
-    name = _image_name(image)
-    if naming.role_of(name) == "normal":
-        return "directx"  # Skyrim `_n` normals are DirectX (green = Y down)
-    if naming.tag_role(name) == "normal":
-        return "opengl"  # Node Wrangler-style sets are made for Blender
-    return "auto"
 
 
 def _upstream_node(socket, node_type: str, depth: int = 6):

@@ -195,10 +195,7 @@ class PairConversion(_Conversion):
         if self.normal_path is not None:
             normal = read_image(self.normal_path)
             check_normal_statistics(normal, self.normal_path.name)
-            if naming.role_of(self.normal_path) == "normal":
-                convention = "directx"
-            elif naming.tag_role(self.normal_path.name) == "normal":
-                convention = "opengl"
+            convention = naming.normal_convention_of(self.normal_path)
         base, _suffix = naming.split_suffix(self.diffuse_path.stem)
         return read_image(self.diffuse_path), normal, convention, bpy.path.clean_name(base)
 
