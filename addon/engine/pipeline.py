@@ -18,11 +18,14 @@ from PIL import Image
 
 from .errors import ConversionCancelled, PBRForgeError
 from .manifest import Manifest, fixed_batch, load_manifest
-from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession
+from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession, available_choices
 from .tiling import TiledRun, plan_grid, resize_wrap, round_up, sample_wrap, wrap_source
 
 NORMAL_CONVENTIONS = ("directx", "opengl", "auto")
-DEFAULT_BATCH_TILES = 4
+# Tiles per session.run: batches keep a GPU busy; on the CPU one tile per call measured faster (its
+# activations stay in cache: 2K set 4.8 s vs 5.8 s with 4 per call on 2 cores, benchmarks/bench_convert.py).
+GPU_BATCH_TILES = 4
+CPU_BATCH_TILES = 1
 # Auto-detection looks at most at this many pixels per side (the test is local; a crop suffices).
 _DETECTION_CROP = 1024
 # Rows of the normal map decoded at a time.
@@ -66,7 +69,10 @@ class Converter:
                 f"The tile overlap {self.overlap} does not fit a {self.tile}-pixel tile; use 0 to "
                 f"{self.tile // 2 - 1} pixels."
             )
-        self.batch_tiles = int(batch_tiles or DEFAULT_BATCH_TILES)
+        if batch_tiles is None:
+            on_gpu = provider != "cpu" and available_choices()[0] != "cpu"
+            batch_tiles = GPU_BATCH_TILES if on_gpu else CPU_BATCH_TILES
+        self.batch_tiles = int(batch_tiles)
         if self.batch_tiles < 1:
             raise PBRForgeError("The number of tiles per batch must be at least 1.")
         self.provider = provider
