@@ -14,10 +14,10 @@ MODEL_PRESETS = ("tiny", "cpu_default", "full")
 PROFILES = {
     "cpu_default": {
         "models_preset": "cpu_default",
-        "synthetic": 96,
+        "synthetic": 128,
         "res_scale": 0.125,   # 1K -> 128 px, 2K -> 256 px
-        "epochs_scale": 0.25,  # A0 4, A 10, B 3, C 3, C' 1 epochs; D jobs 2 epochs
-        "max_steps": 16,
+        "epochs_scale": 0.5,  # A0 5-8, A 15-20, B/C 4-6, C' 1 epochs; D jobs 2-5 epochs
+        "max_steps": 24,
         "batch_size": 4,
         "grad_accum": 1,
         "lr_scale": 10.0,     # a miniature has ~1 % of the plan's steps: larger steps to travel as far
