@@ -13,7 +13,6 @@ PARITY_ATOL + PARITY_RTOL * max|reference| raises ExportParityError (the fp16 va
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from addon.engine.manifest import sha256_of
 from trainer.contract import (CLASSIFIER_INPUT_SIZE, CONDITION_CHANNELS, MODEL_SIGNATURES, UNET_MULTIPLE,
                               build_manifest)
 from trainer.models import merged_copy
@@ -189,14 +189,6 @@ def check_parity(model: nn.Module, name: str, path: Path, samples=None, atol: fl
     return worst
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def export_models(models: nn.ModuleDict, out_dir: str | Path, provenance: dict, opset: int = 17,
                   fp16: bool = False, samples: dict[str, list[tuple[torch.Tensor, ...]]] | None = None) -> dict:
     """Export all four models to out_dir (ONNX + manifest.json), check parity, return the manifest.
@@ -214,14 +206,14 @@ def export_models(models: nn.ModuleDict, out_dir: str | Path, provenance: dict, 
         path = out_dir / signature["file"]
         _export_one(model, name, path, opset)
         parity[name] = check_parity(model, name, path, (samples or {}).get(name))
-        files[name] = {"sha256": sha256_file(path), "opset": opset}
+        files[name] = {"sha256": sha256_of(path), "opset": opset}
         if fp16:
             half = _Float16(merged_copy(model)).eval()
             half_path = path.with_name(path.stem + "_fp16.onnx")
             _export_one(half, name, half_path, opset)
             parity[f"{name}_fp16"] = check_parity(model, name, half_path, (samples or {}).get(name),
                                                   atol=FP16_ATOL, rtol=FP16_RTOL)
-            files[name].update(fp16_file=half_path.name, fp16_sha256=sha256_file(half_path))
+            files[name].update(fp16_file=half_path.name, fp16_sha256=sha256_of(half_path))
     provenance = {**provenance, "export": {
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__, "opset": opset,

@@ -19,7 +19,6 @@ while a small thread pool reads and hashes the next set and block-compresses the
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -34,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from . import naming, truepbr
 from .errors import PBRForgeError
 from .imageio import write_atomically, read_image
-from .manifest import MANIFEST_NAME
+from .manifest import MANIFEST_NAME, sha256_of
 
 FORMATS = ("truepbr", "blender", "both")
 JOURNAL_NAME = ".pbr_forge_journal.jsonl"
@@ -135,14 +134,6 @@ def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_i
 
 
 # --- journal -----------------------------------------------------------------------------------
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:  # read-only
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 class Journal:
     """Append-only JSON-lines record of finished sets; the last record of a set wins.

@@ -190,13 +190,20 @@ def file_sha256(path: Path) -> str:
     with _hash_lock:
         if key in _hash_cache:
             return _hash_cache[key]
+    digest = sha256_of(path)
+    with _hash_lock:
+        _hash_cache[key] = digest
+    return digest
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (read-only). The trainer's export and the
+    batch journal use it too, so a checksum means the same everywhere."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
-    with _hash_lock:
-        _hash_cache[key] = digest.hexdigest()
-    return _hash_cache[key]
+    return digest.hexdigest()
 
 
 def _check_file(entry: ModelEntry, manifest_path: Path) -> None:
