@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.contract import MAP_CHANNELS
-from trainer.data.common import linear_to_srgb, periodic_blur, srgb_to_linear
+from addon.engine.colour import linear_to_srgb, srgb_to_linear
+from trainer.data.common import periodic_blur
 
 DEFAULT_CONSTANTS = {"roughness": 0.7, "metallic": 0.0, "ao": 1.0, "height": 0.5}
 

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .colour import srgb_to_linear
+
 MIN_ROUGHNESS = 0.04
 DIELECTRIC_F0 = 0.04
-
-
-def srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
-    srgb = np.clip(srgb, 0.0, 1.0)
-    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
 
 
 def _unit(vector) -> np.ndarray:

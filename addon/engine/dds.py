@@ -21,6 +21,7 @@ from pathlib import Path
 import etcpak
 import numpy as np
 
+from .colour import linear_to_srgb, srgb_to_linear
 from .imageio import write_atomically
 
 # (format, sRGB) -> DXGI_FORMAT. BC4/BC5 hold data, never colour: they have no sRGB variant.
@@ -127,15 +128,6 @@ def _area_weights(n: int, m: int) -> np.ndarray:
     cells = np.arange(n, dtype=np.float64)[None, :]
     overlap = np.clip(np.minimum(right, cells + 1) - np.maximum(left, cells), 0.0, None)
     return (overlap / (n / m)).astype(np.float32)
-
-
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(values: np.ndarray) -> np.ndarray:
-    values = np.clip(values, 0.0, 1.0)
-    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055).astype(np.float32)
 
 
 # --- compression and header ------------------------------------------------------------------

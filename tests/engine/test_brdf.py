@@ -1,7 +1,8 @@
 """numpy GGX: the formula's known values and the BRDF-cosine's behaviour."""
 import numpy as np
 
-from addon.engine.brdf import brdf_cosine, render_ggx, srgb_to_linear
+from addon.engine.brdf import brdf_cosine, render_ggx
+from addon.engine.colour import srgb_to_linear
 
 
 def _flat(value, shape=(4, 4)):

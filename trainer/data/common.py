@@ -37,16 +37,6 @@ def labels_vector(names) -> np.ndarray:
 
 # ---------------------------------------------------------------- colour and normals
 
-def srgb_to_linear(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(c: np.ndarray) -> np.ndarray:
-    c = np.clip(c, 0.0, 1.0)
-    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.power(c, 1 / 2.4) - 0.055).astype(np.float32)
-
-
 def normal_from_height(height: np.ndarray, strength: float = 1.0) -> np.ndarray:
     """OpenGL tangent-space normals (HxWx3 unit vectors, +Y up) from a height map, wrapping at the edges.
 

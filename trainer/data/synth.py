@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from addon.engine.colour import linear_to_srgb, srgb_to_linear
 from addon.engine.imageio import encode_png
 from trainer import contract
 from trainer.data.common import (
-    ao_from_height, encode_normal, linear_to_srgb, normal_from_height, pack_rmaos,
-    srgb_to_linear,
+    ao_from_height, encode_normal, normal_from_height, pack_rmaos,
 )
 
 CATEGORIES = contract.MATERIAL_CLASSES
