@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from addon.engine.pipeline import decode_normal as engine_decode_normal
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -50,21 +51,10 @@ def normal_from_height(height: np.ndarray, strength: float = 1.0) -> np.ndarray:
     return (n / np.linalg.norm(n, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def normalize_normals(n: np.ndarray) -> np.ndarray:
-    """Unit length, with degenerate (zero) vectors replaced by the flat normal (0, 0, 1)."""
-    n = n.astype(np.float32)
-    length = np.linalg.norm(n, axis=-1, keepdims=True)
-    flat = np.zeros_like(n)
-    flat[..., 2] = 1.0
-    return np.where(length > 1e-6, n / np.maximum(length, 1e-6), flat).astype(np.float32)
-
-
 def decode_normal(rgb: np.ndarray, directx: bool) -> np.ndarray:
-    """Normal-map pixels in [0,1] -> OpenGL unit vectors; DirectX maps (Skyrim) get their green flipped."""
-    n = rgb[..., :3].astype(np.float32) * 2.0 - 1.0
-    if directx:
-        n[..., 1] = -n[..., 1]
-    return normalize_normals(n)
+    """Normal-map pixels in [0,1] -> OpenGL unit vectors; DirectX maps (Skyrim) get their green flipped.
+    The add-on's own decoder, so training sees what users' conversions see (BC5 maps get Z rebuilt)."""
+    return engine_decode_normal(rgb, "directx" if directx else "opengl", [])
 
 
 def encode_normal(n: np.ndarray, directx: bool) -> np.ndarray:
