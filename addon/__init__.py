@@ -16,5 +16,9 @@ def register():
 
 
 def unregister():
+    from .engine import sessions
+
     while _registered_modules:
         _registered_modules.pop().unregister()
+    # The models' onnxruntime sessions hold about 1 GB: they go with the add-on, not at Blender's exit.
+    sessions.clear_cache()

@@ -1,7 +1,6 @@
 """Add-on preferences: where the models are, how to run them, where and how to write outputs."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import bpy
@@ -54,7 +53,8 @@ class PBRForgePreferences(bpy.types.AddonPreferences):
     )
     output_dir: StringProperty(
         name="Output Folder",
-        description="Where converted maps are written; empty uses a 'pbr_forge' folder beside the .blend file",
+        description="Where converted maps are written; empty uses a 'pbr_forge' folder beside the .blend file "
+                    "(and packs the maps into a .blend that was never saved)",
         subtype='DIR_PATH',
         default="",
     )
@@ -104,26 +104,14 @@ class PBRForgePreferences(bpy.types.AddonPreferences):
     def resolved_models_dir(self) -> Path:
         return Path(bpy.path.abspath(self.models_dir)) if self.models_dir else Path(default_models_dir())
 
-    def resolved_output_dir(self) -> Path:
+    def resolved_output_dir(self) -> Path | None:
+        """Where maps go; None when there is no place that outlives the extension (no folder set and
+        the .blend never saved): the conversion then packs them into the .blend."""
         if self.output_dir:
             return Path(bpy.path.abspath(self.output_dir))
         if bpy.data.filepath:
             return Path(bpy.path.abspath("//pbr_forge"))
-        return user_folder("output")
-
-
-def user_folder(name: str) -> Path:
-    """A folder for the add-on's own files (created if missing).
-
-    Installed extensions get Blender's per-extension user folder; the add-on loaded straight from a
-    source checkout (tests, development) has none, so it falls back to the temporary folder.
-    """
-    try:
-        return Path(bpy.utils.extension_path_user(__package__, path=name, create=True))
-    except ValueError:
-        folder = Path(tempfile.gettempdir()) / "pbr_forge" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return None
 
 
 def get_preferences(context: bpy.types.Context) -> PBRForgePreferences:

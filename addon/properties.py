@@ -1,4 +1,4 @@
-"""Per-scene settings of a run and the summary of the last run (shown in the panel)."""
+"""Per-scene settings of a run, the progress of the run going on, and the summary of the last one."""
 from __future__ import annotations
 
 import bpy
@@ -18,19 +18,29 @@ class PBRForgeSceneSettings(bpy.types.PropertyGroup):
     pack_images: BoolProperty(name="Pack Images", default=False,
                               description="Embed the converted maps in the .blend file")
 
+    # The run going on (the panel draws a progress bar while `running` is set).
+    running: StringProperty(name="Running")
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype='FACTOR')
+
     # Last run (read-only in the UI).
     last_message: StringProperty(name="Result")
-    last_maps: IntProperty(name="Maps Written")
+    last_count: IntProperty(name="Items Made")
+    last_unit: StringProperty(name="Unit", description="What last_count counts: maps or texture sets")
     last_seconds: FloatProperty(name="Seconds")
     last_provider: StringProperty(name="Provider")
     last_warnings: StringProperty(name="Warnings")
 
-    def record(self, *, message: str, maps: int, seconds: float, provider: str, warnings: list[str]):
-        self.last_message = message
-        self.last_maps = maps
-        self.last_seconds = seconds
-        self.last_provider = provider
-        self.last_warnings = " | ".join(dict.fromkeys(warnings))  # keep order, drop repeats
+
+# A module function, not a method: bpy 4.2 crashes at exit after uninstalling an extension whose
+# PropertyGroup has Python methods (SpaceType destructor -> bpy_class_free after Python is gone).
+def record_last_run(settings: PBRForgeSceneSettings, summary) -> None:
+    """Store a driver.RunSummary for the panel."""
+    settings.last_message = summary.message
+    settings.last_count = summary.count
+    settings.last_unit = summary.unit
+    settings.last_seconds = summary.seconds
+    settings.last_provider = summary.provider
+    settings.last_warnings = " | ".join(dict.fromkeys(summary.warnings + summary.failures))  # keep order, no repeats
 
 
 def register():

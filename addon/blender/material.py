@@ -5,7 +5,10 @@ Wiring follows what Blender and its glTF exporter expect:
 - roughness, metallic -> their inputs (Non-Color);
 - normal -> Normal Map node (tangent space, OpenGL, Non-Color) -> Normal;
 - height -> Displacement node (Midlevel 0.5) -> Material Output Displacement (bump by default);
-- ao -> the "Occlusion" input of the "glTF Material Output" node group (Principled BSDF has no AO input).
+- ao -> the "Occlusion" input of the "glTF Material Output" node group (Principled BSDF has no AO input),
+  made exactly as io_scene_gltf2 makes it (Occlusion, then Thickness), since its importer reuses a group
+  of that name and indexes its inputs.
+Image paths are relative (`//...`) when the .blend is saved, as Node Wrangler makes them.
 """
 from __future__ import annotations
 
@@ -15,12 +18,16 @@ import bpy
 
 GLTF_GROUP_NAME = "glTF Material Output"
 GLTF_OCCLUSION = "Occlusion"
+# The group's inputs in io_scene_gltf2's order (its material_helpers.create_settings_group) with defaults.
+GLTF_GROUP_INPUTS = ((GLTF_OCCLUSION, 1.0), ("Thickness", 0.0))
 # Height 0.5 is the flat level (see the models' manifest); a 5 cm relief range reads well as bump
 # on walls and props at Skyrim scale without exaggerating displacement.
 HEIGHT_MIDLEVEL = 0.5
 HEIGHT_SCALE = 0.05
 
 COLOUR_MAPS = ("albedo",)
+MAP_LABELS = {"albedo": "Albedo", "roughness": "Roughness", "metallic": "Metallic", "ao": "Ambient Occlusion",
+              "height": "Height", "normal": "Normal"}
 DATA_MAPS = ("roughness", "metallic", "ao", "height", "normal")
 
 # Node columns, left to right: image textures, helpers, shader, output.
@@ -54,7 +61,7 @@ def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = Fals
         nonlocal row
         node = tree.nodes.new("ShaderNodeTexImage")
         node.image = _load_image(image_paths[map_name], is_data=map_name in DATA_MAPS, pack=pack)
-        node.label = map_name.capitalize()
+        node.label = MAP_LABELS[map_name]
         node.location = (_X_IMAGES, -row * _ROW)
         row += 1
         return node
@@ -92,18 +99,19 @@ def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = Fals
 
 
 def gltf_output_group() -> bpy.types.ShaderNodeTree:
-    """The "glTF Material Output" node group (with an Occlusion input), reused when the file has one."""
+    """The "glTF Material Output" node group, reused when the file has one (from the glTF importer, or
+    an older PBR Forge that made only Occlusion: the missing inputs are added in the importer's order)."""
     group = bpy.data.node_groups.get(GLTF_GROUP_NAME)
     if group is None or group.bl_idname != "ShaderNodeTree":
         group = bpy.data.node_groups.new(GLTF_GROUP_NAME, "ShaderNodeTree")
-    has_occlusion = any(
-        item.item_type == 'SOCKET' and item.in_out == 'INPUT' and item.name == GLTF_OCCLUSION
-        for item in group.interface.items_tree
-    )
-    if not has_occlusion:
-        socket = group.interface.new_socket(GLTF_OCCLUSION, in_out='INPUT', socket_type="NodeSocketFloat")
-        socket.default_value = 1.0
-        socket.min_value, socket.max_value = 0.0, 1.0
+        group.nodes.new("NodeGroupOutput")
+        group.nodes.new("NodeGroupInput").location = (-200, 0)
+    names = {item.name for item in group.interface.items_tree if item.item_type == 'SOCKET' and item.in_out == 'INPUT'}
+    for name, default in GLTF_GROUP_INPUTS:
+        if name not in names:
+            socket = group.interface.new_socket(name, in_out='INPUT', socket_type="NodeSocketFloat")
+            socket.default_value = default
+            socket.min_value, socket.max_value = 0.0, 1.0
     return group
 
 
@@ -111,6 +119,11 @@ def _load_image(path: Path, *, is_data: bool, pack: bool) -> bpy.types.Image:
     # check_existing reuses the datablock of an earlier run on the same file; reload picks up new pixels.
     image = bpy.data.images.load(str(path), check_existing=True)
     image.reload()
+    if bpy.data.filepath and not pack:
+        try:
+            image.filepath = bpy.path.relpath(str(path))
+        except ValueError:  # another drive than the .blend (Windows): only an absolute path can work
+            pass
     if is_data:
         image.colorspace_settings.is_data = True
     else:

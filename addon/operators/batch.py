@@ -38,8 +38,8 @@ class BatchConversion:
         failures = [f"{failure['texture']}: {failure['reason']}" for failure in summary["failures"]]
         return RunSummary(
             message=f"{summary['converted']} texture sets converted, {summary['skipped']} already done, "
-                    f"{summary['failed']} failed, into '{self.output_dir}'.",
-            maps=summary["converted"], seconds=summary["seconds"], provider=summary["provider"],
+                    f"{summary['failed']} failed, into '{self.output_dir}'",
+            count=summary["converted"], unit="texture sets", provider=summary["provider"],
             warnings=list(summary["warnings"]), failures=failures,
         )
 
@@ -56,7 +56,10 @@ class PBR_FORGE_OT_batch_convert(SteppedOperator, bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         settings = context.scene.pbr_forge
-        return bool(settings.batch_input_dir and settings.batch_output_dir)
+        if settings.batch_input_dir and settings.batch_output_dir:
+            return True
+        cls.poll_message_set("Choose the mod folder and an output folder first")
+        return False
 
     def make_controller(self, context):
         settings = context.scene.pbr_forge

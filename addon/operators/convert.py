@@ -3,7 +3,9 @@
 The original material and its images are never modified: the result is a new material that
 replaces the original in its slot, while the original keeps a fake user so Revert is one click.
 Maps are written into a hidden staging folder inside the output folder and moved into place only
-when every file is complete, so a cancelled or failed run leaves no partial files.
+when every file is complete, so a cancelled or failed run leaves no partial files. With no output
+folder set and a .blend that was never saved, the maps are packed into the .blend instead: a folder
+of the extension's own would be deleted with the extension, and the images with it.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from bpy.props import StringProperty
 
 from ..blender.detect import check_normal_statistics, detect_inputs
-from ..blender.images import image_to_array
+from ..blender.images import image_file_path, image_to_array
 from ..blender.material import build_material
 from ..engine import naming
 from ..engine.errors import PBRForgeError
@@ -36,7 +38,7 @@ class RunSettings:
     provider: str
     tile: int | None  # None: the manifest's recommendation
     overlap: int | None
-    output_dir: Path
+    output_dir: Path | None  # None: pack the maps into the (unsaved) .blend
     normal_convention: str  # "auto", "directx" or "opengl"
     overwrite: bool
     pack_images: bool
@@ -65,6 +67,13 @@ class RunSettings:
     def png_suffixes(self) -> dict[str, str]:
         return dict(load_manifest(self.models_dir).png_suffixes)
 
+    def refuse_converted_input(self, path: Path) -> None:
+        """Converting a PBR Forge output again would make `x_albedo_albedo.png`: say so instead."""
+        stem = path.stem.lower()
+        if any(suffix and stem.endswith(suffix.lower()) for suffix in self.png_suffixes().values()):
+            raise PBRForgeError(f"'{path.name}' is a map PBR Forge made; convert the original diffuse texture "
+                                "instead.")
+
 
 class _Conversion:
     """One diffuse (+ normal) -> PNG set -> new material. Subclasses say where the inputs come from
@@ -90,8 +99,9 @@ class _Conversion:
         if self.settings.normal_convention != "auto":
             convention = self.settings.normal_convention
         names = naming.png_set_names(self._name, self.settings.png_suffixes())
-        self._targets = {role: self.settings.output_dir / file_name for role, file_name in names.items()}
-        self._check_targets_free()
+        if self.settings.output_dir is not None:
+            self._targets = {role: self.settings.output_dir / file_name for role, file_name in names.items()}
+            self._check_targets_free()
         self._job = self.settings.converter().start(diffuse, normal, normal_convention=convention)
 
     def step(self) -> float:
@@ -103,14 +113,33 @@ class _Conversion:
 
     def finish(self) -> RunSummary:
         result = self._job.result
-        paths = self._write_outputs(result)
-        material = build_material(f"{self._name}_PBR", paths, pack=self.settings.pack_images)
+        warnings = list(result.warnings)
+        if self.settings.output_dir is None:
+            material = self._packed_material(result)
+            warnings.append("The .blend file is not saved yet, so the maps are packed into it; save it to keep "
+                            "them, or set an Output Folder in the PBR Forge preferences.")
+        else:
+            material = build_material(f"{self._name}_PBR", self._write_outputs(result),
+                                      pack=self.settings.pack_images)
         self._place(material)
         self.material = material
-        return RunSummary(
-            message=f"Made '{material.name}' from {self.label} in {result.seconds:.1f} s ({result.provider}).",
-            maps=len(paths), seconds=result.seconds, provider=result.provider, warnings=list(result.warnings),
-        )
+        maps = sum(node.type == 'TEX_IMAGE' for node in material.node_tree.nodes)
+        return RunSummary(message=f"Made '{material.name}' from {self.label}", count=maps, unit="maps",
+                          provider=result.provider, warnings=warnings)
+
+    def _packed_material(self, result) -> bpy.types.Material:
+        """The material with its maps packed, written through a temporary folder that is then removed."""
+        scratch = Path(tempfile.mkdtemp(prefix="pbr_forge-"))
+        try:
+            written = write_png_set(result, scratch, self._name, self.settings.png_suffixes())
+            material = build_material(f"{self._name}_PBR", written, pack=True)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        for node in material.node_tree.nodes:
+            if node.type == 'TEX_IMAGE':
+                # Where File > External Data > Unpack puts the file once the .blend is saved.
+                node.image.filepath = f"//textures/{Path(node.image.filepath).name}"
+        return material
 
     def cancel(self) -> None:
         if self._job is not None and not self._job.done:
@@ -155,6 +184,9 @@ class MaterialConversion(_Conversion):
 
     def _read_inputs(self):
         material = self.source
+        if material.pbr_forge_source is not None:
+            raise PBRForgeError(f"'{material.name}' was made by PBR Forge from '{material.pbr_forge_source.name}'; "
+                                "convert that original instead (Revert to Original puts it back).")
         if material.library is not None or material.override_library is not None:
             raise PBRForgeError(f"The material '{material.name}' is linked from another .blend file; "
                                 "make it local (Object > Relations > Make Local) and convert again.")
@@ -166,6 +198,9 @@ class MaterialConversion(_Conversion):
         if found.diffuse is None:
             raise PBRForgeError(f"The material '{material.name}' has no diffuse image; connect the diffuse "
                                 "texture to the Principled BSDF's Base Color and try again.")
+        image_path = image_file_path(found.diffuse)
+        if image_path is not None:
+            self.settings.refuse_converted_input(image_path)
         diffuse = image_to_array(found.diffuse)
         normal = None
         if found.normal is not None:
@@ -196,6 +231,7 @@ class PairConversion(_Conversion):
             normal = read_image(self.normal_path)
             check_normal_statistics(normal, self.normal_path.name)
             convention = naming.normal_convention_of(self.normal_path)
+        self.settings.refuse_converted_input(self.diffuse_path)
         base, _suffix = naming.split_suffix(self.diffuse_path.stem)
         return read_image(self.diffuse_path), normal, convention, bpy.path.clean_name(base)
 
@@ -240,10 +276,9 @@ class ConversionQueue:
         made = len(self._summaries)
         if made == 1 and not self._failures:
             return self._summaries[0]
-        seconds = sum(s.seconds for s in self._summaries)
         return RunSummary(
-            message=f"Converted {made} of {len(self.conversions)} materials in {seconds:.1f} s.",
-            maps=sum(s.maps for s in self._summaries), seconds=seconds,
+            message=f"Converted {made} of {len(self.conversions)} materials",
+            count=sum(s.count for s in self._summaries), unit="maps",
             provider=", ".join(dict.fromkeys(s.provider for s in self._summaries)),
             warnings=[w for s in self._summaries for w in s.warnings], failures=self._failures,
         )
@@ -280,7 +315,17 @@ class PBR_FORGE_OT_convert_material(SteppedOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _active_material(context) is not None
+        material = _active_material(context)
+        if material is None:
+            cls.poll_message_set("Select an object with a material")
+            return False
+        if material.pbr_forge_source is not None:
+            cls.poll_message_set(f"'{material.name}' was made by PBR Forge; convert its original instead")
+            return False
+        if detect_inputs(material).diffuse is None:
+            cls.poll_message_set("No diffuse image found: connect it to the Principled BSDF's Base Color")
+            return False
+        return True
 
     def make_controller(self, context):
         obj = context.object
@@ -296,7 +341,10 @@ class PBR_FORGE_OT_convert_selected(SteppedOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return any(slot.material for obj in context.selected_objects for slot in obj.material_slots)
+        if any(slot.material for obj in context.selected_objects for slot in obj.material_slots):
+            return True
+        cls.poll_message_set("Select objects that have materials")
+        return False
 
     def make_controller(self, context):
         settings = RunSettings.from_context(context)
@@ -319,6 +367,7 @@ class PBR_FORGE_OT_convert_pair(SteppedOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
+        # The files may come as operator properties (scripts), so the panel greys the button, not poll.
         return context.scene is not None
 
     def make_controller(self, context):
@@ -341,7 +390,10 @@ class PBR_FORGE_OT_revert_material(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         material = _active_material(context)
-        return material is not None and material.pbr_forge_source is not None
+        if material is not None and material.pbr_forge_source is not None:
+            return True
+        cls.poll_message_set("The active material was not made by PBR Forge")
+        return False
 
     def execute(self, context):
         converted = context.object.active_material

@@ -8,19 +8,22 @@ plain classes matters because the bpy module has no event loop to drive modal op
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from ..engine.errors import PBRForgeError
+from ..properties import record_last_run
 
 
 @dataclass
 class RunSummary:
-    message: str
-    maps: int = 0
-    seconds: float = 0.0
+    message: str  # what was made; the driver adds the run's time and provider
+    count: int = 0  # how many `unit` were made
+    unit: str = "maps"
     provider: str = ""
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # one sentence per item that could not be done
+    seconds: float = 0.0  # the whole run, reading and writing included; set by the driver
 
 
 def run_to_end(controller) -> RunSummary:
@@ -45,7 +48,10 @@ class SteppedOperator:
     def make_controller(self, context):
         raise NotImplementedError
 
+    _started_at = 0.0
+
     def execute(self, context):
+        self._started_at = time.perf_counter()
         try:
             summary = run_to_end(self.make_controller(context))
         except PBRForgeError as error:
@@ -54,6 +60,7 @@ class SteppedOperator:
         return self._report_summary(context, summary)
 
     def invoke(self, context, event):
+        self._started_at = time.perf_counter()
         try:
             self._controller = self.make_controller(context)
             self._controller.start()
@@ -64,6 +71,8 @@ class SteppedOperator:
             return {'CANCELLED'}
         wm = context.window_manager
         wm.progress_begin(0.0, 1.0)
+        settings = context.scene.pbr_forge
+        settings.running, settings.progress = self.bl_label, 0.0
         self._timer = wm.event_timer_add(0.01, window=context.window)
         wm.modal_handler_add(self)
         return {'RUNNING_MODAL'}
@@ -80,6 +89,8 @@ class SteppedOperator:
         try:
             progress = self._controller.step()
             context.window_manager.progress_update(progress)
+            context.scene.pbr_forge.progress = progress
+            redraw_panels(context)
             if not self._controller.done:
                 ended = False
                 return {'RUNNING_MODAL'}
@@ -102,14 +113,15 @@ class SteppedOperator:
             wm.event_timer_remove(self._timer)
             self._timer = None
         wm.progress_end()
+        context.scene.pbr_forge.running = ""
+        redraw_panels(context)
 
     def _report_summary(self, context, summary: RunSummary):
-        context.scene.pbr_forge.record(
-            message=summary.message, maps=summary.maps, seconds=summary.seconds,
-            provider=summary.provider, warnings=summary.warnings + summary.failures,
-        )
+        summary.seconds = time.perf_counter() - self._started_at
+        summary.message += f" in {summary.seconds:.1f} s" + (f" ({summary.provider})" if summary.provider else "") + "."
+        record_last_run(context.scene.pbr_forge, summary)
         redraw_panels(context)
-        if summary.failures and summary.maps == 0:
+        if summary.failures and summary.count == 0:
             self.report({'ERROR'}, summary.failures[0])
             return {'CANCELLED'}
         for warning in dict.fromkeys(summary.warnings + summary.failures):

@@ -14,6 +14,9 @@ class _PBRForgePanel:
     def draw(self, context):
         layout = self.layout
         settings = context.scene.pbr_forge
+        if settings.running:
+            layout.progress(factor=settings.progress, type='BAR',
+                            text=f"{settings.running}: {settings.progress:.0%} (Esc cancels)")
         material = context.object.active_material if context.object else None
 
         box = layout.box()
@@ -36,7 +39,9 @@ class _PBRForgePanel:
         pair.label(text="Image Pair")
         pair.prop(settings, "diffuse_path")
         pair.prop(settings, "normal_path")
-        pair.operator("pbr_forge.convert_pair")
+        row = pair.row()
+        row.enabled = bool(settings.diffuse_path)
+        row.operator("pbr_forge.convert_pair")
 
         batch = layout.box()
         batch.label(text="Mod Folder")
@@ -48,7 +53,8 @@ class _PBRForgePanel:
             summary = layout.box()
             summary.label(text="Last Run")
             summary.label(text=settings.last_message)
-            summary.label(text=f"{settings.last_maps} maps, {settings.last_seconds:.1f} s, {settings.last_provider}")
+            summary.label(text=f"{settings.last_count} {settings.last_unit}, {settings.last_seconds:.1f} s, "
+                               f"{settings.last_provider}")
             for warning in filter(None, settings.last_warnings.split(" | ")):
                 summary.label(text=warning, icon='ERROR')
 

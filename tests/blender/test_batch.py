@@ -14,7 +14,8 @@ def test_batch_operator_converts_a_mod_folder_and_records_the_summary(bpy, prefs
 
     assert bpy.ops.pbr_forge.batch_convert() == {'FINISHED'}
 
-    assert settings.last_maps == 2 and "2 texture sets converted" in settings.last_message
+    assert (settings.last_count, settings.last_unit) == (2, "texture sets")
+    assert "2 texture sets converted" in settings.last_message
     written = {p.name for p in (tmp_path / "converted").rglob("*.png")}
     assert {"wall_albedo.png", "pot_normal.png"} <= written
     assert {p: p.read_bytes() for p in mod.rglob("*.png")} == originals

@@ -55,7 +55,7 @@ def test_missing_diffuse_file_is_reported_and_nothing_changes(bpy, prefs, tmp_pa
 
 def test_material_without_image_nodes_is_reported(bpy, prefs, tmp_path):
     obj = make_object(bpy, make_material(bpy, "Plain", None, None))
-    _assert_refused(bpy, tmp_path, obj, "has no diffuse image")
+    _assert_refused(bpy, tmp_path, obj, "No diffuse image found")
 
 
 def test_diffuse_wired_as_normal_is_refused_by_its_statistics(bpy, prefs, tmp_path):

@@ -77,7 +77,8 @@ def test_convert_material_makes_a_wired_pbr_material_and_keeps_the_original(bpy,
     assert vectors[..., 2].mean() > 0.5
 
     summary = bpy.context.scene.pbr_forge
-    assert summary.last_maps == 6 and summary.last_provider and summary.last_seconds > 0
+    assert (summary.last_count, summary.last_unit) == (6, "maps") and summary.last_provider
+    assert summary.last_seconds > 0 and f"in {summary.last_seconds:.1f} s" in summary.last_message
 
 
 def test_revert_puts_the_original_back_in_one_click(bpy, prefs, tmp_path):
@@ -101,7 +102,7 @@ def test_convert_selected_converts_each_material_once(bpy, prefs, tmp_path):
     assert one.material_slots[0].material.name == "wall_PBR"
     assert three.material_slots[0].material == one.material_slots[0].material
     assert two.material_slots[0].material.name == "floor_PBR"
-    assert bpy.context.scene.pbr_forge.last_maps == 12
+    assert bpy.context.scene.pbr_forge.last_count == 12
 
 
 def test_existing_outputs_are_not_overwritten_unless_asked(bpy, prefs, tmp_path):
