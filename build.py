@@ -91,7 +91,9 @@ def engine_requirements(variant: str) -> list[str]:
         if name in PROVIDED_BY_BLENDER:
             continue
         if name == "onnxruntime" and runtime:
-            requirement = runtime + requirement[len(name):]
+            # GPU builds are released for fewer versions than the CPU one: the newest that exists for
+            # the platform (the models use opset 17, which every onnxruntime since 1.12 runs).
+            requirement = runtime
         chosen.append(requirement)
     return chosen
 

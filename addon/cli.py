@@ -179,15 +179,18 @@ def _save_blend(blend_path: Path, written_sets: dict) -> bool:
 
     from .blender.material import build_material
 
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    for name, paths in written_sets.items():
-        material = build_material(name, paths)
-        material.use_fake_user = True  # keep the material in the file although no object uses it
+    # Written with libraries.write, so the running Blender's file, preferences and enabled extensions
+    # are left as they were (factory settings would disable an installed PBR Forge).
+    materials = {build_material(name, paths) for name, paths in written_sets.items()}
     blend_path.parent.mkdir(parents=True, exist_ok=True)
-    # Blender writes `<file>@` first and renames it: an interrupted save leaves no broken .blend.
-    result = bpy.ops.wm.save_as_mainfile(filepath=str(blend_path.resolve()), check_existing=False)
-    if "FINISHED" not in result:
-        raise PBRForgeError(f"Blender could not save the file ({result}); check the output folder's permissions.")
+    try:
+        bpy.data.libraries.write(str(blend_path.resolve()), materials, fake_user=True, path_remap='RELATIVE_ALL')
+    except (OSError, RuntimeError) as error:
+        raise PBRForgeError(f"Blender could not save '{blend_path.name}' ({error}); check the output folder's "
+                            "permissions.") from None
+    finally:
+        for material in materials:
+            bpy.data.materials.remove(material)
     return True
 
 

@@ -49,6 +49,12 @@ def main(zip_path: str, diffuse: str, normal: str, work_dir: str) -> dict:
     result["image_nodes"] = sorted(n.label for n in material.node_tree.nodes if n.type == 'TEX_IMAGE') if material else []
     result["last_run"] = bpy.context.scene.pbr_forge.last_message
 
+    # The headless recipe of docs/install.md: the installed extension's command line, in the same Blender.
+    cli = importlib.import_module(f"{MODULE}.cli")
+    result["cli_exit"] = cli.main(["convert", "--input", diffuse, "--output", str(work / "cli_out")])
+    result["cli_outputs"] = files_under(work / "cli_out")
+    result["enabled_after_cli"] = MODULE in bpy.context.preferences.addons
+
     bpy.ops.preferences.addon_disable(module=MODULE)
     result["enabled_after_disable"] = MODULE in bpy.context.preferences.addons
     result["uninstall"] = sorted(bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id=PACKAGE_ID))
