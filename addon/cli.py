@@ -181,7 +181,8 @@ def _save_blend(blend_path: Path, written_sets: dict) -> bool:
 
     # Written with libraries.write, so the running Blender's file, preferences and enabled extensions
     # are left as they were (factory settings would disable an installed PBR Forge).
-    materials = {build_material(name, paths) for name, paths in written_sets.items()}
+    materials = {build_material(name, {role: path.resolve() for role, path in paths.items()})
+                 for name, paths in written_sets.items()}
     blend_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         bpy.data.libraries.write(str(blend_path.resolve()), materials, fake_user=True, path_remap='RELATIVE_ALL')

@@ -112,3 +112,21 @@ def test_disabling_the_add_on_frees_the_model_sessions(bpy, prefs, tmp_path):
     addon_utils.disable("addon", default_set=True)
     assert not sessions._sessions
     addon_utils.enable("addon", default_set=True)  # the fixture disables it again
+
+
+def test_cli_blend_points_at_its_maps_from_a_relative_output_folder(bpy, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from addon.cli import main
+
+    make_texture_pair(tmp_path / "textures")
+    monkeypatch.chdir(tmp_path)
+    assert main(["convert", "--input", "textures/wall.png", "--output", "converted", "--provider", "cpu"]) == 0
+    # A new Blender process opens the .blend and resolves every image path against its location.
+    probe = ("import bpy, json, os; bpy.ops.wm.open_mainfile(filepath='converted/wall.blend'); "
+             "print(json.dumps(sorted([n.image.filepath, os.path.isfile(bpy.path.abspath(n.image.filepath))] "
+             "for m in bpy.data.materials for n in m.node_tree.nodes if n.type == 'TEX_IMAGE')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, check=True)
+    images = json.loads(done.stdout.strip().splitlines()[-1])
+    assert images == [[f"//wall_{m}.png", True] for m in ("albedo", "ao", "height", "metallic", "normal", "roughness")]
