@@ -8,7 +8,7 @@ Wiring follows what Blender and its glTF exporter expect:
 - ao -> the "Occlusion" input of the "glTF Material Output" node group (Principled BSDF has no AO input),
   made exactly as io_scene_gltf2 makes it (Occlusion, then Thickness), since its importer reuses a group
   of that name and indexes its inputs.
-Image paths are relative (`//...`) when the .blend is saved, as Node Wrangler makes them.
+With `relative`, image paths are stored relative to the saved .blend (`//...`), as Node Wrangler makes them.
 """
 from __future__ import annotations
 
@@ -35,9 +35,11 @@ _X_IMAGES, _X_HELPERS, _X_SHADER, _X_OUTPUT = -900, -450, 0, 400
 _ROW = 300
 
 
-def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = False) -> bpy.types.Material:
+def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = False,
+                   relative: bool = False) -> bpy.types.Material:
     """A NEW material named `name` using the maps in `image_paths` (keys: albedo, roughness,
-    metallic, ao, height, normal; any subset). Images load from disk; `pack` embeds them in the .blend."""
+    metallic, ao, height, normal; any subset). Images load from disk; `pack` embeds them in the .blend;
+    `relative` stores their paths relative to the saved .blend (`//...`)."""
     unknown = set(image_paths) - set(COLOUR_MAPS) - set(DATA_MAPS)
     if unknown:
         raise ValueError(f"unknown map names: {sorted(unknown)}")
@@ -60,7 +62,7 @@ def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = Fals
     def image_node(map_name: str) -> bpy.types.ShaderNodeTexImage:
         nonlocal row
         node = tree.nodes.new("ShaderNodeTexImage")
-        node.image = _load_image(image_paths[map_name], is_data=map_name in DATA_MAPS, pack=pack)
+        node.image = _load_image(image_paths[map_name], is_data=map_name in DATA_MAPS, pack=pack, relative=relative)
         node.label = MAP_LABELS[map_name]
         node.location = (_X_IMAGES, -row * _ROW)
         row += 1
@@ -115,11 +117,11 @@ def gltf_output_group() -> bpy.types.ShaderNodeTree:
     return group
 
 
-def _load_image(path: Path, *, is_data: bool, pack: bool) -> bpy.types.Image:
+def _load_image(path: Path, *, is_data: bool, pack: bool, relative: bool) -> bpy.types.Image:
     # check_existing reuses the datablock of an earlier run on the same file; reload picks up new pixels.
     image = bpy.data.images.load(str(path), check_existing=True)
     image.reload()
-    if bpy.data.filepath and not pack:
+    if relative and bpy.data.filepath and not pack:
         try:
             image.filepath = bpy.path.relpath(str(path))
         except ValueError:  # another drive than the .blend (Windows): only an absolute path can work

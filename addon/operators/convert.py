@@ -120,7 +120,7 @@ class _Conversion:
                             "them, or set an Output Folder in the PBR Forge preferences.")
         else:
             material = build_material(f"{self._name}_PBR", self._write_outputs(result),
-                                      pack=self.settings.pack_images)
+                                      pack=self.settings.pack_images, relative=True)
         self._place(material)
         self.material = material
         maps = sum(node.type == 'TEX_IMAGE' for node in material.node_tree.nodes)
