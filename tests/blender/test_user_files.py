@@ -101,19 +101,6 @@ def test_gltf_import_with_volume_into_a_converted_file(bpy, prefs, tmp_path):
     assert users and users[0].inputs["Thickness"].default_value == pytest.approx(0.5)
 
 
-def test_disabling_the_add_on_frees_the_model_sessions(bpy, prefs, tmp_path):
-    import addon_utils
-
-    from addon.engine import sessions
-
-    make_object(bpy, make_material(bpy, "Wall", *make_texture_pair(tmp_path / "textures")))
-    bpy.ops.pbr_forge.convert_material()
-    assert sessions._sessions
-    addon_utils.disable("addon", default_set=True)
-    assert not sessions._sessions
-    addon_utils.enable("addon", default_set=True)  # the fixture disables it again
-
-
 def test_cli_blend_points_at_its_maps_from_a_relative_output_folder(bpy, tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -6,6 +6,7 @@ Installs the zip from disk and enables it, converts one diffuse/normal pair thro
 extension's operator, disables and uninstalls it, and prints one JSON line (prefixed RESULT) with what
 it saw. BLENDER_USER_RESOURCES must point into WORK_DIR so the user's own Blender is never touched.
 """
+import gc
 import importlib.util
 import json
 import os
@@ -16,6 +17,13 @@ from pathlib import Path
 BUNDLED_MODULES = ("onnxruntime", "PIL", "etcpak", "archspec", "texture2ddecoder")
 PACKAGE_ID = "pbr_forge"
 MODULE = f"bl_ext.user_default.{PACKAGE_ID}"
+
+
+def live_model_sessions() -> int:
+    """onnxruntime sessions still alive (each holds a model's weights and arena)."""
+    gc.collect()
+    onnxruntime = sys.modules.get("onnxruntime")
+    return sum(isinstance(o, onnxruntime.InferenceSession) for o in gc.get_objects()) if onnxruntime else 0
 
 
 def files_under(folder: Path) -> list[str]:
@@ -55,7 +63,9 @@ def main(zip_path: str, diffuse: str, normal: str, work_dir: str) -> dict:
     result["cli_outputs"] = files_under(work / "cli_out")
     result["enabled_after_cli"] = MODULE in bpy.context.preferences.addons
 
+    result["sessions_enabled"] = live_model_sessions()
     bpy.ops.preferences.addon_disable(module=MODULE)
+    result["sessions_disabled"] = live_model_sessions()
     result["enabled_after_disable"] = MODULE in bpy.context.preferences.addons
     result["uninstall"] = sorted(bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id=PACKAGE_ID))
     result["operators_left"] = hasattr(bpy.types, "PBR_FORGE_OT_convert_pair")
