@@ -66,7 +66,7 @@ def test_folder_with_a_corrupt_file_reports_it_converts_the_rest_and_exits_1(tex
 def test_missing_models_folder_is_one_failure_line(textures, tmp_path):
     run = _run("convert", "--input", textures / "rock.tga", "--output", tmp_path / "out",
                "--models", tmp_path / "nowhere", "--no-blend", home=tmp_path)
-    assert run.returncode == 1
+    assert run.returncode == 2  # nothing could start
     assert run.stdout.splitlines()[0].startswith("FAILED") and "manifest.json" in run.stdout
     assert "Traceback" not in run.stderr
 
