@@ -341,9 +341,12 @@ def write_atomically(path: Path, payload: bytes) -> Path:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # Name the file the user knows, not the temporary one.
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 
