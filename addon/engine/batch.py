@@ -288,6 +288,7 @@ class BatchJob:
         self.sets, self.ignored = discover(self.input_dir, exclude=self.output_dir)
         self._output_lock = OutputFolderLock(self.output_dir)  # before cleanup: no other run's temporaries
         try:
+            _refuse_links_out_of(self.output_dir)
             _remove_stale_temporaries(self.output_dir)
             self._journal = Journal(self.output_dir / JOURNAL_NAME)
         except OSError as exc:
@@ -484,7 +485,9 @@ class BatchJob:
             truepbr.write_patcher_json(entries, path)
             self.summary["patcher_json"] = str(path)
         except (OSError, PBRForgeError) as exc:
-            self.summary["warnings"].append(user_sentence(exc, "write the patcher JSON"))
+            # Not a set, but the run failed to deliver a file: listed with the failures (exit code 1).
+            self.summary["failures"].append({"texture": f"{truepbr.PATCHER_FOLDER}/{name}",
+                                             "reason": user_sentence(exc, "write the patcher JSON")})
 
     def _write_summary(self) -> None:
         try:
@@ -498,13 +501,29 @@ def _safe_file_stem(name: str) -> str:
     return cleaned or "pbr_forge"
 
 
+# The folders a job writes into (and cleans up) under the output folder.
+_OUTPUT_FOLDERS = ("textures", BLENDER_FOLDER, truepbr.PATCHER_FOLDER)
+
+
+def _refuse_links_out_of(output_dir: Path) -> None:
+    """Refuse to start when a folder the job writes is a link leading out of the output folder
+    (e.g. `textures` linked into the mod): every file written there would land outside it."""
+    root = output_dir.resolve()
+    for sub in _OUTPUT_FOLDERS:
+        target = (output_dir / sub).resolve()
+        if target != root and root not in target.parents:
+            raise PBRForgeError(
+                f"'{output_dir / sub}' is a link to '{target}', outside the output folder; PBR Forge does not "
+                "write through links. Remove the link or choose another output folder.")
+
+
 def _remove_stale_temporaries(output_dir: Path) -> None:
     """Delete the temporary files a killed run left in the folders this job writes (`.*.tmp`).
 
     Links are never followed: a `textures` link into the mod must not cost the mod any file.
     """
     candidates = [entry for entry in output_dir.iterdir()]
-    for sub in ("textures", BLENDER_FOLDER, truepbr.PATCHER_FOLDER):
+    for sub in _OUTPUT_FOLDERS:
         top = output_dir / sub
         if top.is_symlink() or not top.is_dir():
             continue
@@ -575,4 +594,4 @@ def cli_batch(args) -> int:
     if summary["cancelled"]:
         print("Cancelled; run the same command again to resume.")
         return 130
-    return 1 if summary["failed"] else 0
+    return 1 if summary["failures"] else 0
