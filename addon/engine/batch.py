@@ -160,7 +160,10 @@ def open_own_file(path: Path, flags: int) -> int:
     if path.is_symlink():
         raise PBRForgeError(f"'{path}' is a symbolic link; PBR Forge does not write through links. "
                             "Delete the link and run again.")
-    descriptor = os.open(path, flags | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0), 0o666)
+    extra = 0
+    for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY"):  # POSIX, POSIX, Windows (no newline translation)
+        extra |= getattr(os, name, 0)
+    descriptor = os.open(path, flags | extra, 0o666)
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         raise PBRForgeError(f"'{path}' is not a regular file; delete it and run again.")
