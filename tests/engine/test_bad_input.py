@@ -509,6 +509,16 @@ def batch_output_textures_is_a_link_into_the_mod(scene):
     return scene.batch(mod=mod)
 
 
+@case(1, r"FAILED textures/stone\.png: The texture name .* points outside the output folder")
+def batch_output_link_deeper_in_textures_into_the_mod(scene):
+    """textures/pbr links into the mod: the set is refused and cleanup does not enter the link."""
+    mod = scene.mod()
+    (mod / "textures" / ".mine.tmp").write_text("the modder's file")
+    (scene.out / "textures").mkdir(parents=True)
+    (scene.out / "textures" / "pbr").symlink_to(mod / "textures")
+    return scene.batch(mod=mod)
+
+
 @case(2, r"error: \S*\.pbr_forge_journal\.jsonl' is a symbolic link; PBR Forge does not write through links")
 def batch_journal_is_a_link_into_the_mod(scene):
     mod = scene.mod()
