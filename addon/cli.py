@@ -4,7 +4,8 @@ scripts/pbr_forge_headless.py).
 convert: one diffuse (its normal found by name) or every diffuse in a folder -> the Blender PNG
 set per texture, plus `<output>/<name>.blend` with one material per set when Blender's Python
 (bpy) is importable. Problems a user can cause print one line, `FAILED <path>: <sentence>`;
-a summary line follows; the exit code is 1 when anything failed.
+a summary line follows; the exit code is 1 when anything failed, 2 when nothing could start and
+130 when interrupted (Ctrl-C or SIGTERM). docs/cli.md lists what each fault produces.
 
 batch: a whole mod folder with resume and the True PBR output; see addon/engine/batch.py.
 """
@@ -12,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-from .engine.errors import PBRForgeError
+from .engine import naming
+from .engine.errors import PBRForgeError, user_sentence
 from .engine.sessions import PROVIDER_CHOICES
 
 NORMAL_CONVENTION_CHOICES = ("auto", "directx", "opengl")
@@ -42,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--tile", type=int, help="tile size in pixels (default: from the manifest)")
     convert.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the manifest)")
     convert.add_argument("--no-blend", action="store_true", help="write only the PNG sets, no .blend file")
+    convert.add_argument("--allow-output-inside-input", action="store_true",
+                         help="allow the output folder to be the input folder or inside it "
+                              "(files the run reads are still never replaced)")
 
     batch = commands.add_parser("batch", help="convert a whole mod folder (resumable)")
     batch.add_argument("--input", required=True, type=Path, help="mod folder (the one holding textures/)")
@@ -58,111 +65,182 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "batch":
-        from .engine.batch import cli_batch
+    with _StopOnSignal():
+        if args.command == "batch":
+            from .engine.batch import cli_batch
 
-        return cli_batch(args)
-    return convert(args)
+            return cli_batch(args)
+        return convert(args)
+
+
+class _StopOnSignal:
+    """Ctrl-C (SIGINT) and SIGTERM stop a run the same way: the first one raises KeyboardInterrupt
+    where the run is, which then finishes cleanly and prints its summary. Later ones only ask for
+    patience, so a second Ctrl-C cannot cut the summary short."""
+
+    def __init__(self):
+        self._previous = {}
+        self._stopping = False
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # signal.signal works only there
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._stop)
+        return self
+
+    def __exit__(self, *_exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _stop(self, _signum, _frame):
+        if self._stopping:
+            print("Stopping: finishing the textures in progress, then the summary.", file=sys.stderr, flush=True)
+            return
+        self._stopping = True
+        raise KeyboardInterrupt
 
 
 def convert(args) -> int:
-    from .engine import naming
+    """Exit code 0: everything converted; 1: some textures failed; 2: nothing could start (bad
+    input path, refused output folder, models); 130: interrupted."""
+    from .engine.batch import OutputFolderLock
 
     started = time.perf_counter()
     try:
-        jobs = _collect_inputs(args.input, args.normal)
+        jobs, left_out = _collect_inputs(args.input, args.normal)
     except PBRForgeError as exc:
-        print(f"FAILED {args.input}: {exc}")
-        print("Converted 0 of 0 textures.")
-        return 1
-    converter = None
+        return _could_not_start(args.input, exc, 0)
+    try:
+        _check_output_folder(args.input, args.output, args.allow_output_inside_input)
+    except PBRForgeError as exc:
+        return _could_not_start(args.output, exc, len(jobs))
     try:
         converter = _make_converter(args)
     except PBRForgeError as exc:
-        print(f"FAILED {args.models or 'models'}: {exc}")
+        return _could_not_start(args.models or "models", exc, len(jobs))
+    try:
+        lock = OutputFolderLock(args.output)
+    except PBRForgeError as exc:
+        return _could_not_start(args.output, exc, len(jobs))
+    for entry in left_out:
+        print(f"  note: left out {entry['texture']}: {entry['reason']}")
+    # Every file this run reads is protected from every set's outputs, not only its own set's.
+    read_files = [path for pair in jobs for path in pair if path is not None]
     written_sets: dict[str, dict] = {}
     failures = 0
-    for diffuse_path, normal_path in jobs:
-        if converter is None:
-            failures += 1
-            continue
-        name = naming.split_suffix(diffuse_path.stem)[0]
-        try:
+    cancelled = False
+    try:
+        for diffuse_path, normal_path in jobs:
+            name = naming.split_suffix(diffuse_path.stem)[0]
             if name in written_sets:
-                raise PBRForgeError(
-                    f"another input already wrote the '{name}' set to the output folder; rename one of them."
-                )
-            written_sets[name] = _convert_one(converter, diffuse_path, normal_path, args, name)
-        except (PBRForgeError, MemoryError) as exc:
-            failures += 1
-            print(f"FAILED {diffuse_path}: {_sentence(exc)}")
-
-    if written_sets and not args.no_blend:
-        blend_path = args.output / f"{_blend_name(args.input, written_sets)}.blend"
-        try:
-            if _save_blend(blend_path, written_sets):
-                print(f"Blender file: {blend_path}")
-        except (PBRForgeError, OSError, RuntimeError) as exc:
-            failures += 1
-            print(f"FAILED {blend_path}: {_sentence(exc)}")
+                failures += 1
+                print(f"FAILED {diffuse_path}: another input already wrote the '{name}' set to the output "
+                      "folder; rename one of them.")
+                continue
+            paths = _convert_one(converter, diffuse_path, normal_path, args, name, read_files)
+            if paths is None:
+                failures += 1
+            else:
+                written_sets[name] = paths
+        if written_sets and not args.no_blend:
+            failures += not _write_blend(args, written_sets)
+    except KeyboardInterrupt:
+        cancelled = True
+    finally:
+        lock.release()
     print(f"Converted {len(written_sets)} of {len(jobs)} textures ({failures} failed) "
           f"in {time.perf_counter() - started:.1f} s.")
+    if cancelled:
+        print("Cancelled; the textures converted so far are complete. Run the same command again for the rest.")
+        return 130
     return 1 if failures else 0
 
 
-def _sentence(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "there was not enough memory; close other programs or use a smaller --tile."
-    return str(exc)
+def _could_not_start(what, exc: PBRForgeError, count: int) -> int:
+    print(f"FAILED {what}: {exc}")
+    print(f"Converted 0 of {count} textures.")
+    return 2
 
 
-def _collect_inputs(path: Path, normal: Path | None) -> list[tuple[Path, Path | None]]:
-    """(diffuse, normal or None) pairs to convert."""
-    from .engine import naming
+def _collect_inputs(path: Path, normal: Path | None) -> tuple[list[tuple[Path, Path | None]], list[dict]]:
+    """(diffuse, normal or None) pairs to convert, and the texture files of a folder left out."""
+    from .engine.batch import discover
 
     if path.is_dir():
         if normal is not None:
             raise PBRForgeError("--normal names the normal of one texture; give a file as --input or leave --normal out.")
-        diffuses = sorted(
-            (p for p in path.iterdir()
-             if p.is_file() and naming.is_conversion_input(p) and not naming.is_node_wrangler_map(p)),
-            key=lambda p: p.name.lower(),
-        )
-        if not diffuses:
+        sets, left_out = discover(path, recursive=False)
+        if not sets:
             raise PBRForgeError("the folder holds no diffuse textures (.dds, .tga or .png); choose another folder.")
-        return [(p, naming.find_normal_for(p)) for p in diffuses]
+        return [(s.diffuse, s.normal) for s in sets], left_out
+    if path.exists() and not path.is_file():
+        raise PBRForgeError("it is not a regular file (a pipe or device); give an image file or a folder.")
     if not path.is_file():
         raise PBRForgeError("there is no such file or folder; check the path.")
-    return [(path, normal if normal is not None else naming.find_normal_for(path))]
+    return [(path, normal if normal is not None else naming.find_normal_for(path))], []
+
+
+def _check_output_folder(input_path: Path, output: Path, allow_inside: bool) -> None:
+    """Refuse an output that is a file, and (unless allowed) the input folder itself or a folder in it."""
+    if output.exists() and not output.is_dir():
+        raise PBRForgeError("the output is a file, not a folder; choose a folder.")
+    source = (input_path if input_path.is_dir() else input_path.parent).resolve()
+    target = output.resolve()
+    if not allow_inside and (target == source or source in target.parents):
+        raise PBRForgeError(
+            "the output folder is the input folder or inside it; choose a separate folder so the originals "
+            "stay untouched, or pass --allow-output-inside-input.")
 
 
 def _make_converter(args):
     from .engine.pipeline import Converter
 
-    return Converter(models_dir=args.models, provider=args.provider, tile=args.tile, overlap=args.overlap)
+    converter = Converter(models_dir=args.models, provider=args.provider, tile=args.tile, overlap=args.overlap)
+    converter.load_models()  # a model onnxruntime cannot load is reported once, not per texture
+    return converter
 
 
-def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, name: str) -> dict:
-    from .engine import naming
+def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, name: str,
+                 read_files: list[Path]) -> dict | None:
+    """Convert and write one set; the written paths, or None after printing its FAILED line."""
     from .engine.imageio import read_image
     from .engine.outputs import write_png_set
 
     convention = args.normal_convention
     if convention == "auto" and normal_path is not None:
         convention = naming.normal_convention_of(normal_path)
-    # The arrays go straight into the job so it holds the only reference (an 8K set is large).
-    result = converter.convert(
-        read_image(diffuse_path),
-        read_image(normal_path) if normal_path is not None else None,
-        normal_convention=convention,
-    )
-    inputs = [diffuse_path] + ([normal_path] if normal_path is not None else [])
-    paths = write_png_set(result, args.output, name, converter.manifest.png_suffixes, inputs=inputs)
+    try:
+        # The arrays go straight into the job so it holds the only reference (an 8K set is large).
+        result = converter.convert(
+            read_image(diffuse_path),
+            read_image(normal_path) if normal_path is not None else None,
+            normal_convention=convention,
+        )
+    except Exception as exc:  # one sentence per texture, whatever went wrong; the run goes on
+        print(f"FAILED {diffuse_path}: {user_sentence(exc, 'convert the texture')}")
+        return None
+    try:
+        paths = write_png_set(result, args.output, name, converter.manifest.png_suffixes, inputs=read_files)
+    except Exception as exc:
+        print(f"FAILED {diffuse_path}: {user_sentence(exc, 'write the outputs')}")
+        return None
     print(f"OK {diffuse_path} -> {paths['albedo'].parent} ({result.albedo.shape[1]}x{result.albedo.shape[0]}, "
           f"{result.provider}, {result.seconds:.1f} s)")
     for warning in result.warnings:
         print(f"  warning: {warning}")
     return paths
+
+
+def _write_blend(args, written_sets: dict) -> bool:
+    """Save the .blend of the converted sets (when bpy is available); False after a FAILED line."""
+    blend_path = args.output / f"{_blend_name(args.input, written_sets)}.blend"
+    try:
+        if _save_blend(blend_path, written_sets):
+            print(f"Blender file: {blend_path}")
+    except (PBRForgeError, OSError, RuntimeError) as exc:
+        print(f"FAILED {blend_path}: {user_sentence(exc, 'save the Blender file')}")
+        return False
+    return True
 
 
 def _blend_name(input_path: Path, written_sets: dict) -> str:

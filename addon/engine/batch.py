@@ -19,8 +19,11 @@ while a small thread pool reads and hashes the next set and block-compresses the
 """
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
 import os
+import stat
 import threading
 import time
 import traceback
@@ -31,13 +34,14 @@ from pathlib import Path, PurePosixPath
 
 
 from . import naming, truepbr
-from .errors import PBRForgeError
-from .imageio import write_atomically, read_image
+from .errors import OutputFolderBusy, PBRForgeError, user_sentence
+from .imageio import TEMPORARY_SUFFIX, decode_image, read_file_bytes, write_atomically
 from .manifest import MANIFEST_NAME, sha256_of
 
 FORMATS = ("truepbr", "blender", "both")
 JOURNAL_NAME = ".pbr_forge_journal.jsonl"
 SUMMARY_NAME = "pbr_forge_summary.json"
+LOCK_NAME = ".pbr_forge.lock"
 BLENDER_FOLDER = "blender"  # the PNG sets go to OUTDIR/blender/<folders under textures>/
 # Extension preference when two files differ only by extension (iron.dds and iron.png).
 _EXTENSION_RANK = {ext: rank for rank, ext in enumerate(naming.TEXTURE_EXTENSIONS)}
@@ -68,25 +72,28 @@ def textures_roots(input_dir: Path) -> list[Path]:
     return found or [input_dir]
 
 
-def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = None
+def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = None, recursive: bool = True
              ) -> tuple[list[TextureSet], list[dict]]:
     """The conversion sets of a mod folder, and the texture files left out with the reason
-    (normal maps used by a set are not listed).
+    (normal maps used by a set are not listed). The one rule for which files are diffuses, shared
+    by `batch` and `convert` (which passes recursive=False: only the folder's own files).
 
-    Left out: non-diffuse suffixes (_n, _g, _p, ...), Node Wrangler non-colour maps, anything under
-    textures/pbr/ (True PBR files already) and under `exclude` (the output folder when allowed inside).
+    Left out: non-diffuse suffixes (_n, _g, _p, ...), Node Wrangler non-colour maps, pipes, devices
+    and broken links (reading a pipe would block), anything under textures/pbr/ (True PBR files
+    already) and under `exclude` (the output folder when allowed inside).
     """
     input_dir = Path(input_dir)
     excluded = Path(exclude).resolve() if exclude is not None else None
     ignored: list[tuple[Path, dict]] = []
     chosen: dict[str, TextureSet] = {}
 
-    walks = ((root, entry) for root in textures_roots(input_dir) for entry in os.walk(root))
+    roots = textures_roots(input_dir) if recursive else [input_dir]
+    walks = ((root, entry) for root in roots for entry in os.walk(root))
     for root, (folder, subfolders, files) in walks:
         folder = Path(folder)
         subfolders[:] = sorted(
             name for name in subfolders
-            if not (folder == root and name.lower() == naming.TRUEPBR_FOLDER)
+            if recursive and not (folder == root and name.lower() == naming.TRUEPBR_FOLDER)
             and (excluded is None or (folder / name).resolve() != excluded)
         )
         for name in sorted(files):
@@ -95,13 +102,9 @@ def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = N
                 continue
             display = path.relative_to(input_dir).as_posix()
             relative = path.relative_to(root)
-            role = naming.role_of(path)
-            if role != "diffuse":
-                ignored.append((path, {"texture": display, "reason": f"{role.replace('_', ' ')} map, not a diffuse"}))
-                continue
-            if naming.is_node_wrangler_map(path):
-                ignored.append((path, {"texture": display,
-                                       "reason": f"{naming.tag_role(path.stem)} map of a Node Wrangler set"}))
+            reason = _left_out_reason(path)
+            if reason is not None:
+                ignored.append((path, {"texture": display, "reason": reason}))
                 continue
             item = TextureSet(path, naming.find_normal_for(path),
                               relative.with_suffix("").as_posix(), display)
@@ -115,6 +118,22 @@ def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = N
     used_normals = {s.normal for s in chosen.values() if s.normal is not None}
     ignored = [entry for path, entry in ignored if path not in used_normals]
     return sorted(chosen.values(), key=lambda s: s.key), ignored
+
+
+def _left_out_reason(path: Path) -> str | None:
+    """Why a texture file is not converted as a diffuse; None when it is one."""
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        return "not a regular file (a pipe, device or broken link), skipped"
+    role = naming.role_of(path)
+    if role != "diffuse":
+        return f"{role.replace('_', ' ')} map, not a diffuse"
+    if naming.is_node_wrangler_map(path):
+        return f"{naming.tag_role(path.stem)} map of a Node Wrangler set"
+    return None
 
 
 def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_input: bool) -> None:
@@ -133,6 +152,79 @@ def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_i
             "so the originals stay untouched.")
 
 
+# --- files the run keeps in the output folder -----------------------------------------------------
+
+def open_own_file(path: Path, flags: int) -> int:
+    """os.open for the run's own files (journal, lock): never through a symbolic link, which could
+    point into the mod, and never a pipe or device. Returns the descriptor."""
+    if path.is_symlink():
+        raise PBRForgeError(f"'{path}' is a symbolic link; PBR Forge does not write through links. "
+                            "Delete the link and run again.")
+    extra = 0
+    for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY"):  # POSIX, POSIX, Windows (no newline translation)
+        extra |= getattr(os, name, 0)
+    descriptor = os.open(path, flags | extra, 0o666)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise PBRForgeError(f"'{path}' is not a regular file; delete it and run again.")
+    return descriptor
+
+
+class OutputFolderLock:
+    """Exclusive lock on an output folder for one run (`convert` or `batch`): two runs writing into
+    one folder could mix two sets' maps. The operating system drops the lock when the process ends,
+    so a killed run leaves no stale lock; the small lock file itself stays (deleting it would race
+    the next run). Creates the folder; PBRForgeError when it cannot be written, OutputFolderBusy
+    when another run holds the lock."""
+
+    def __init__(self, output_dir: Path):
+        self.path = Path(output_dir) / LOCK_NAME
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._descriptor = open_own_file(self.path, os.O_RDWR | os.O_CREAT)
+        except OSError as exc:
+            raise PBRForgeError(
+                f"Cannot write to the output folder '{output_dir}' ({exc.strerror or exc}); "
+                "choose a writable folder.") from exc
+        try:
+            _lock_exclusively(self._descriptor)
+        except OSError:
+            holder = _lock_holder(self._descriptor)
+            os.close(self._descriptor)
+            raise OutputFolderBusy(
+                f"Another PBR Forge run{holder} is writing into the output folder '{output_dir}'; wait until "
+                "it has finished or choose another output folder.") from None
+        os.ftruncate(self._descriptor, 0)
+        os.write(self._descriptor, f"{os.getpid()}\n".encode())  # for the message another run shows
+
+    def release(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # closing drops the lock
+            self._descriptor = None
+
+
+def _lock_exclusively(descriptor: int) -> None:
+    """Raises OSError when another process holds the lock."""
+    if os.name == "nt":
+        import msvcrt
+
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _lock_holder(descriptor: int) -> str:
+    try:
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        pid = int(os.read(descriptor, 32).decode().strip())
+    except (OSError, ValueError):
+        return ""
+    return f" (process {pid})"
+
+
 # --- journal -----------------------------------------------------------------------------------
 
 class Journal:
@@ -144,17 +236,16 @@ class Journal:
     def __init__(self, path: Path):
         self.path = path
         self.records: dict[str, dict] = {}
-        if path.is_file():
-            with open(path, encoding="utf-8", errors="replace") as stream:
-                for line in stream:
-                    try:
-                        record = json.loads(line)
-                        self.records[record["key"]] = record
-                    except (ValueError, KeyError, TypeError):
-                        continue
+        self._stream = os.fdopen(open_own_file(path, os.O_RDWR | os.O_APPEND | os.O_CREAT), "r+b")
+        content = self._stream.read()
+        for line in content.decode("utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+                self.records[record["key"]] = record
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue
         self._lock = threading.Lock()
-        self._stream = open(path, "a", encoding="utf-8")
-        self._ends_mid_line = path.stat().st_size > 0 and not _ends_with_newline(path)
+        self._ends_mid_line = bool(content) and not content.endswith(b"\n")
 
     def append(self, record: dict) -> None:
         line = json.dumps(record, ensure_ascii=False) + "\n"
@@ -162,7 +253,7 @@ class Journal:
             if self._ends_mid_line:  # a kill cut the last line short: start a fresh one
                 line = "\n" + line
                 self._ends_mid_line = False
-            self._stream.write(line)
+            self._stream.write(line.encode("utf-8"))
             self._stream.flush()
             os.fsync(self._stream.fileno())
             self.records[record["key"]] = record
@@ -172,23 +263,7 @@ class Journal:
             self._stream.close()
 
 
-def _ends_with_newline(path: Path) -> bool:
-    with open(path, "rb") as stream:
-        stream.seek(-1, os.SEEK_END)
-        return stream.read(1) == b"\n"
-
-
 # --- the job -----------------------------------------------------------------------------------
-
-def _reason(exc: BaseException, what: str) -> str:
-    """One sentence for the user; unexpected exceptions say so (and the journal keeps the traceback)."""
-    if isinstance(exc, PBRForgeError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        where = f" '{exc.filename}'" if exc.filename else ""
-        return f"Could not {what}{where}: {exc.strerror or exc}; check free disk space and folder permissions."
-    return f"Internal error while trying to {what} ({type(exc).__name__}: {exc}); please report it with the journal."
-
 
 class BatchJob:
     """Convert every set of a mod folder, one set per `step()`; see the module docstring."""
@@ -208,19 +283,25 @@ class BatchJob:
         if converter is None:
             from .pipeline import Converter  # onnxruntime is imported only when a job really runs
             converter = Converter(models_dir=models_dir, provider=provider)
+        converter.load_models()  # a model onnxruntime cannot load stops the batch here, not every set
         self._converter = converter
         self._models_sha = _models_fingerprint(converter)
         self._png_suffixes = _png_suffixes(converter) if fmt in ("blender", "both") else None
 
         self.sets, self.ignored = discover(self.input_dir, exclude=self.output_dir)
+        self._output_lock = OutputFolderLock(self.output_dir)  # before cleanup: no other run's temporaries
         try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
+            _refuse_links_out_of(self.output_dir)
             _remove_stale_temporaries(self.output_dir)
             self._journal = Journal(self.output_dir / JOURNAL_NAME)
         except OSError as exc:
+            self._output_lock.release()
             raise PBRForgeError(
                 f"Cannot write to the output folder '{self.output_dir}' ({exc.strerror or exc}); "
                 "choose a writable folder.") from exc
+        except PBRForgeError:
+            self._output_lock.release()
+            raise
 
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pbr-forge-batch")
@@ -282,23 +363,32 @@ class BatchJob:
 
     def cancel(self) -> None:
         """Stop after the sets already converted are written; the journal lets a re-run resume."""
+        if self.done:
+            return
         self._cancelled = True
-        self.summary["cancelled"] = self._index < len(self.sets)
+        self.summary["cancelled"] = True
         self._finish()
 
     # -- worker-thread parts --
 
     def _prepare(self, item: TextureSet):
-        """Hash the inputs; decode them unless the journal says the set is already done."""
+        """Hash the inputs; decode them unless the journal says the set is already done.
+
+        Each file is read once and the journal's hash is of the very bytes decoded: a file saved
+        while the batch runs cannot leave an output of one version recorded as the other.
+        """
+        diffuse = read_file_bytes(item.diffuse)
+        normal = read_file_bytes(item.normal) if item.normal else None
         inputs = {
-            "diffuse": sha256_of(item.diffuse),
-            "normal": sha256_of(item.normal) if item.normal else None,
+            "diffuse": hashlib.sha256(diffuse).hexdigest(),
+            "normal": hashlib.sha256(normal).hexdigest() if normal is not None else None,
             "models": self._models_sha,
         }
         if self._is_done(item, inputs):
             return "skip", inputs, None, None
-        diffuse = read_image(item.diffuse)
-        normal = read_image(item.normal) if item.normal else None  # the converter uses a flat normal
+        diffuse = decode_image(diffuse, str(item.diffuse))
+        if normal is not None:  # without one the converter uses a flat normal
+            normal = decode_image(normal, str(item.normal))
         return "convert", inputs, diffuse, normal
 
     def _write(self, item: TextureSet, inputs: dict, result) -> None:
@@ -350,7 +440,7 @@ class BatchJob:
         )
 
     def _fail(self, item: TextureSet, exc: BaseException, what: str, inputs: dict | None) -> None:
-        reason = _reason(exc, what)
+        reason = user_sentence(exc, what)
         record = {"key": item.key, "status": "failed", "texture": item.display,
                   "relative_stem": item.relative_stem, "format": self.fmt, "inputs": inputs, "reason": reason}
         if not isinstance(exc, (PBRForgeError, OSError)):
@@ -383,6 +473,8 @@ class BatchJob:
         self.summary["seconds"] = round(time.monotonic() - self._started, 3)
         self.done = True
         self._write_summary()
+        if hasattr(self, "_output_lock"):
+            self._output_lock.release()
 
     def _write_patcher_json(self) -> None:
         records = self._journal.records
@@ -391,18 +483,20 @@ class BatchJob:
         if not entries:
             return
         name = _safe_file_stem(self.input_dir.resolve().name) + ".json"
-        path = self.output_dir / truepbr.PATCHER_FOLDER / name
         try:
+            path = naming.safe_join(self.output_dir, f"{truepbr.PATCHER_FOLDER}/{name}")
             truepbr.write_patcher_json(entries, path)
             self.summary["patcher_json"] = str(path)
-        except OSError as exc:
-            self.summary["warnings"].append(_reason(exc, "write the patcher JSON"))
+        except (OSError, PBRForgeError) as exc:
+            # Not a set, but the run failed to deliver a file: listed with the failures (exit code 1).
+            self.summary["failures"].append({"texture": f"{truepbr.PATCHER_FOLDER}/{name}",
+                                             "reason": user_sentence(exc, "write the patcher JSON")})
 
     def _write_summary(self) -> None:
         try:
             write_atomically(self.summary_path, (json.dumps(self.summary, indent=2, ensure_ascii=False) + "\n").encode())
         except OSError as exc:
-            self.summary["warnings"].append(_reason(exc, "write the summary"))
+            self.summary["warnings"].append(user_sentence(exc, "write the summary"))
 
 
 def _safe_file_stem(name: str) -> str:
@@ -410,16 +504,37 @@ def _safe_file_stem(name: str) -> str:
     return cleaned or "pbr_forge"
 
 
+# The folders a job writes into (and cleans up) under the output folder.
+_OUTPUT_FOLDERS = ("textures", BLENDER_FOLDER, truepbr.PATCHER_FOLDER)
+
+
+def _refuse_links_out_of(output_dir: Path) -> None:
+    """Refuse to start when a folder the job writes is a link leading out of the output folder
+    (e.g. `textures` linked into the mod): every file written there would land outside it."""
+    root = output_dir.resolve()
+    for sub in _OUTPUT_FOLDERS:
+        target = (output_dir / sub).resolve()
+        if target != root and root not in target.parents:
+            raise PBRForgeError(
+                f"'{output_dir / sub}' is a link to '{target}', outside the output folder; PBR Forge does not "
+                "write through links. Remove the link or choose another output folder.")
+
+
 def _remove_stale_temporaries(output_dir: Path) -> None:
-    """Delete the temporary files a killed run left in the folders this job writes (`.name.XXXX.tmp`)."""
-    for sub in ("textures", BLENDER_FOLDER, truepbr.PATCHER_FOLDER, "."):
-        folder = output_dir / sub
-        if not folder.is_dir():
+    """Delete the temporary files a killed run left in the folders this job writes (`.*.tmp`).
+
+    Links are never followed: a `textures` link into the mod must not cost the mod any file.
+    """
+    candidates = [entry for entry in output_dir.iterdir()]
+    for sub in _OUTPUT_FOLDERS:
+        top = output_dir / sub
+        if top.is_symlink() or not top.is_dir():
             continue
-        paths = folder.glob(".*.tmp") if sub == "." else folder.rglob(".*.tmp")
-        for path in paths:
-            if path.is_file():
-                path.unlink()
+        for folder, _subfolders, files in os.walk(top):  # does not enter links to folders
+            candidates += [Path(folder) / name for name in files]
+    for path in candidates:
+        if fnmatch.fnmatch(path.name, f".*{TEMPORARY_SUFFIX}") and stat.S_ISREG(path.lstat().st_mode):
+            path.unlink()
 
 
 def _models_fingerprint(converter) -> str:
@@ -432,7 +547,11 @@ def _png_suffixes(converter) -> dict[str, str]:
 
 
 def run_batch(input_dir, output_dir, *, progress: bool = True, **options) -> dict:
-    """Run a BatchJob to the end (with a tqdm bar on stderr when progress is True); returns the summary."""
+    """Run a BatchJob to the end (with a tqdm bar on stderr when progress is True); returns the summary.
+
+    Ctrl-C (KeyboardInterrupt) cancels: the sets in flight are written, the summary says
+    `cancelled`, and a re-run resumes.
+    """
     job = BatchJob(input_dir, output_dir, **options)
     bar = None
     if progress and job.sets:
@@ -447,7 +566,6 @@ def run_batch(input_dir, output_dir, *, progress: bool = True, **options) -> dic
                 bar.update(job._index - before)
     except KeyboardInterrupt:
         job.cancel()
-        raise
     finally:
         if bar is not None:
             bar.close()
@@ -456,7 +574,8 @@ def run_batch(input_dir, output_dir, *, progress: bool = True, **options) -> dic
 
 def cli_batch(args) -> int:
     """`python -m addon.cli batch`: 0 when every set converted or was already done, 1 when any set
-    failed, 2 when the batch could not start. One line per failure, then a summary line."""
+    failed, 2 when the batch could not start, 130 when it was interrupted. One line per failure,
+    then a summary line (also after an interruption)."""
     import sys
 
     try:
@@ -467,9 +586,6 @@ def cli_batch(args) -> int:
     except PBRForgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("Cancelled; run the same command again to resume.", file=sys.stderr)
-        return 130
     for failure in summary["failures"]:
         print(f"FAILED {failure['texture']}: {failure['reason']}")
     print(
@@ -478,4 +594,7 @@ def cli_batch(args) -> int:
         f"{len(summary['ignored'])} files ignored, in {summary['seconds']:.1f} s. "
         f"Summary: {args.json or Path(args.output) / SUMMARY_NAME}"
     )
-    return 1 if summary["failed"] else 0
+    if summary["cancelled"]:
+        print("Cancelled; run the same command again to resume.")
+        return 130
+    return 1 if summary["failures"] else 0

@@ -4,7 +4,9 @@ Every caller (the Blender operators, the CLI, the batch runner, the trainer) rea
 `read_image`, so all of them see identical values for the same file.
 
 Array convention: float32, shape (H, W, C) with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA),
-values in [0, 1] exactly as stored (no colour-space conversion), top row first.
+values in [0, 1] exactly as stored (no colour-space conversion), top row first. Float images
+(32-bit TIFF) are clipped to [0, 1] but may hold NaN; the pipeline repairs those with a warning.
+Images larger than MAX_TEXTURE_SIDE per side are refused from their header, before decoding.
 
 DDS: only the top mip level (first face / array slice) is read. Pillow decodes most block formats;
 the DX10 formats it lacks (the sRGB BC1/BC3 variants, typeless BC4, BGRA8) are decoded here with
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import tempfile
+import warnings
 import zlib
 from pathlib import Path
 
@@ -25,6 +29,9 @@ from PIL import Image
 
 from .errors import ImageReadError
 
+# Largest side read_image accepts (checked from the header, before decoding). An 8K set converts
+# within the 4 GB memory budget; a 16K one would need four times that.
+MAX_TEXTURE_SIDE = 8192
 _DDS_MAGIC = b"DDS "
 _DDS_HEADER_SIZE = 124
 _DDPF_FOURCC = 0x4
@@ -46,20 +53,37 @@ _OPAQUE_DXGI_BC1 = (70, 71, 72)
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to float32 (H, W, C) in [0, 1], top row first.
 
-    Raises ImageReadError (one sentence) for a missing, unreadable, unsupported, corrupt or
-    truncated file.
+    Raises ImageReadError (one sentence) for a missing, unreadable, unsupported, corrupt,
+    truncated or too large file.
+    """
+    return decode_image(read_file_bytes(path), str(path))
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file, read once and only for reading (inputs are never modified).
+
+    A pipe, device or folder is refused instead of read: reading a pipe would wait forever.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"Cannot read '{path}': the file does not exist; check the path.")
     try:
-        with open(path, "rb") as handle:  # read-only: inputs are never modified
-            data = handle.read()
+        with open(path, "rb", opener=_open_without_waiting) as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise ImageReadError(
+                    f"Cannot read '{path}': it is not a regular file (a pipe, device or folder); give an image file.")
+            return stream.read()
+    except FileNotFoundError as exc:
+        raise ImageReadError(f"Cannot read '{path}': the file does not exist; check the path.") from exc
+    except IsADirectoryError as exc:
+        raise ImageReadError(f"Cannot read '{path}': it is a folder, not an image file; check the path.") from exc
     except OSError as exc:
         raise ImageReadError(
             f"Cannot read '{path}': {exc.strerror or exc}; check the file's permissions."
         ) from exc
-    return decode_image(data, str(path))
+
+
+def _open_without_waiting(path, flags):
+    """Opening a pipe for reading blocks until a writer appears; O_NONBLOCK returns at once (POSIX)."""
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
@@ -76,8 +100,10 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
             f"Cannot read '{name}': it is not a PNG, TGA, JPG, BMP, TIFF or DDS image (or it is corrupt); "
             "re-export it in one of those formats."
         ) from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"Cannot read '{name}': {_too_large('it has more pixels than Pillow opens')}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
-            NotImplementedError, Image.DecompressionBombError) as exc:
+            NotImplementedError) as exc:
         reason = str(exc).rstrip(".") or type(exc).__name__
         raise ImageReadError(
             f"Cannot read '{name}': the file is corrupt, truncated or in an unsupported format "
@@ -88,8 +114,24 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     return array
 
 
+def _check_size(width: int, height: int) -> None:
+    """Refuse, from the header alone, an image too large to convert: decoding a 13000x13000 PNG
+    (a 164 KB file) takes gigabytes before anything could fail."""
+    if max(width, height) > MAX_TEXTURE_SIDE:
+        raise ImageReadError(_too_large(f"it is {width}x{height} pixels"))
+
+
+def _too_large(what: str) -> str:
+    return (f"{what}, and PBR Forge converts textures up to {MAX_TEXTURE_SIDE} pixels per side; resize it "
+            f"(e.g. `texconv -w {MAX_TEXTURE_SIDE} -h {MAX_TEXTURE_SIDE}`, GIMP or Paint.NET) and convert the "
+            "smaller copy.")
+
+
 def _read_with_pillow(data: bytes) -> np.ndarray:
-    image = Image.open(io.BytesIO(data))
+    with warnings.catch_warnings():  # sizes Pillow warns about are refused below with a sentence
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data))  # reads the header only
+    _check_size(*image.size)
     if image.format == "PNG" and _is_16bit_colour_png(image):
         return _read_16bit_colour_png(data)
     image.load()  # decode now so truncation is reported here
@@ -163,6 +205,7 @@ def _read_dds(data: bytes) -> np.ndarray:
     header_size, _flags, height, width = struct.unpack_from("<4I", data, 4)
     if header_size != _DDS_HEADER_SIZE:
         raise ImageReadError("the DDS header is corrupt; re-export the texture.")
+    _check_size(width, height)
     pf_flags, fourcc = struct.unpack_from("<I4s", data, 4 + 76)
     dxgi = None
     offset = 4 + _DDS_HEADER_SIZE
@@ -278,6 +321,9 @@ def _encode_png_16(values: np.ndarray) -> bytes:
             + chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)) + chunk(b"IEND", b""))
 
 
+# Temporary files of write_atomically: `.pbr_forge.XXXXXXXX.tmp` (a killed run leaves them behind).
+TEMPORARY_PREFIX = ".pbr_forge."
+TEMPORARY_SUFFIX = ".tmp"
 # mkstemp creates files readable by the owner only; outputs get the usual permissions instead.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -286,7 +332,8 @@ os.umask(_UMASK)
 def write_atomically(path: Path, payload: bytes) -> Path:
     """Write `payload` to a temporary file beside `path`, fsync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # A short fixed prefix, not the target's name: a legal 255-byte name must not fail here.
+    handle, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         os.chmod(temporary, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as stream:
@@ -294,11 +341,15 @@ def write_atomically(path: Path, payload: bytes) -> Path:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            # Name the file the user knows, not the temporary one.
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
     return path
 
 
-__all__ = ["read_image", "decode_image", "write_png", "encode_png", "write_atomically"]
+__all__ = ["read_image", "read_file_bytes", "decode_image", "write_png", "encode_png", "write_atomically",
+           "MAX_TEXTURE_SIDE"]

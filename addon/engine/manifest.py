@@ -100,14 +100,11 @@ def load_manifest(models_dir: str | os.PathLike | None = None) -> Manifest:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"'{manifest_path}' is not valid JSON ({exc}); {_REINSTALL}.") from exc
+    except RecursionError as exc:
+        raise ManifestError(f"'{manifest_path}' is nested too deeply to be a PBR Forge manifest; {_REINSTALL}.") from exc
     if not isinstance(data, dict):
         raise ManifestError(f"'{manifest_path}' is not a PBR Forge manifest; {_REINSTALL}.")
-    version = data.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ManifestError(
-            f"'{manifest_path}' has format version {version!r} but this PBR Forge reads version "
-            f"{FORMAT_VERSION}; update PBR Forge or {_REINSTALL}."
-        )
+    _check_format_version(data.get("format_version"), manifest_path)
     try:
         manifest = _parse(models_dir, data)
     except (KeyError, TypeError, ValueError) as exc:
@@ -118,6 +115,22 @@ def load_manifest(models_dir: str | os.PathLike | None = None) -> Manifest:
     for entry in manifest.models.values():
         _check_file(entry, manifest_path)
     return manifest
+
+
+def _check_format_version(version, manifest_path: Path) -> None:
+    # `type is int`: True and 1.0 compare equal to 1 but are not what the exporter writes.
+    if type(version) is int and version == FORMAT_VERSION:
+        return
+    if isinstance(version, str):
+        found = f"format version {version!r} written as text"
+    elif version is None:
+        found = "no format version"
+    else:
+        found = f"format version {json.dumps(version)}"
+    raise ManifestError(
+        f"'{manifest_path}' has {found}, but this PBR Forge reads format version {FORMAT_VERSION} "
+        f"written as a number (no quotes); update PBR Forge or {_REINSTALL}."
+    )
 
 
 def _parse(models_dir: Path, data: dict) -> Manifest:

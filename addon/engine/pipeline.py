@@ -88,6 +88,12 @@ class Converter:
             )
         return self._sessions[name]
 
+    def load_models(self) -> None:
+        """Create every model's session now, so a model onnxruntime cannot load stops a run before
+        its first texture (raises ModelRuntimeError or ManifestError) instead of failing each one."""
+        for name in self.manifest.pipeline_order:
+            self.session(name)
+
     def start(self, diffuse: np.ndarray, normal: np.ndarray | None = None,
               normal_convention: str = "directx") -> "ConversionJob":
         return ConversionJob(self, diffuse, normal, normal_convention)
@@ -105,9 +111,10 @@ class ConversionJob:
     """One conversion as a sequence of short steps (one tile batch each) for Blender's modal timer."""
 
     def __init__(self, converter: Converter, diffuse, normal, normal_convention: str):
-        diffuse = _check_image(diffuse, "diffuse", channels=(1, 2, 3, 4))
+        self._input_warnings: list[str] = []
+        diffuse = _check_image(diffuse, "diffuse", (1, 2, 3, 4), self._input_warnings)
         if normal is not None:
-            normal = _check_image(normal, "normal", channels=(3, 4))
+            normal = _check_image(normal, "normal", (3, 4), self._input_warnings)
         if normal_convention not in NORMAL_CONVENTIONS:
             raise PBRForgeError(
                 f"Unknown normal convention '{normal_convention}'; choose one of {', '.join(NORMAL_CONVENTIONS)}."
@@ -167,7 +174,7 @@ class ConversionJob:
     def _run(self, diffuse, normal, normal_convention):
         converter, manifest, grid = self._converter, self._converter.manifest, self._grid
         height, width = grid.height, grid.width
-        warnings: list[str] = []
+        warnings: list[str] = list(self._input_warnings)
 
         # Prepare: the OpenGL unit normal (also the result's normal) and the diffuse alpha. While the
         # models run, the normal (and later the albedo) are kept in half precision: ample for values
@@ -274,7 +281,7 @@ def _run_in_fixed_batches(session, feeds: dict, output_name: str, size: int) -> 
     return np.concatenate(outputs)
 
 
-def _check_image(array, what: str, channels: tuple) -> np.ndarray:
+def _check_image(array, what: str, channels: tuple, warnings: list) -> np.ndarray:
     array = np.asarray(array)
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"{what} must be a float array in [0, 1], got {array.dtype}")
@@ -285,7 +292,28 @@ def _check_image(array, what: str, channels: tuple) -> np.ndarray:
             f"The {what} image has shape {array.shape}, which PBR Forge cannot use; give an image with "
             f"{' or '.join(map(str, channels))} channels."
         )
-    return array
+    return _finite(array, what, warnings)
+
+
+def _finite(array: np.ndarray, what: str, warnings: list) -> np.ndarray:
+    """The image with NaN set to 0 and infinities clipped to [0, 1] (a copy, only when needed).
+
+    One NaN pixel would otherwise spread through the whole-image context models and zero every map.
+    Checked a block of rows at a time: no full-size temporary for an 8K image.
+    """
+    bad_rows = [start for start in range(0, array.shape[0], _DECODE_ROWS)
+                if not np.isfinite(array[start:start + _DECODE_ROWS]).all()]
+    if not bad_rows:
+        return array
+    repaired = array.copy()
+    count = 0
+    for start in bad_rows:
+        block = repaired[start:start + _DECODE_ROWS]
+        count += int((~np.isfinite(block)).any(axis=2).sum())
+        np.nan_to_num(block, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    warnings.append(f"The {what} image has {count} pixel(s) that are not numbers (NaN or infinite); "
+                    "they were set to 0 or 1. Re-export it if that looks wrong.")
+    return repaired
 
 
 def decode_normal(encoded: np.ndarray, convention: str, warnings: list,

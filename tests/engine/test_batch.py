@@ -3,6 +3,7 @@ import argparse
 import errno
 import hashlib
 import json
+import re
 import os
 import signal
 import subprocess
@@ -358,3 +359,122 @@ def test_a_journal_line_cut_by_a_kill_is_ignored_and_the_next_record_starts_clea
     journal.append({"key": "c", "status": "done"})
     journal.close()
     assert set(batch.Journal(path).records) == {"a", "c"}
+
+
+class _SavesAfterReading:
+    """A file object that, once closed, lets `on_close` run: a modder saving the texture right
+    after PBR Forge read it."""
+
+    def __init__(self, stream, on_close):
+        self._stream, self._on_close = stream, on_close
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
+    def close(self):
+        self._stream.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
+
+
+def test_a_texture_saved_during_the_run_is_recorded_with_the_version_that_was_converted(
+        tmp_path, converter, monkeypatch):
+    import builtins
+
+    mod, out = tmp_path / "mod", tmp_path / "out"
+    diffuse = mod / "textures" / "saved.png"
+    _save(diffuse, _pattern(1))                       # version 1: 64 px
+    version_1 = diffuse.read_bytes()
+    _save(tmp_path / "v2.png", _pattern(2, size=32))  # version 2: 32 px
+    version_2 = (tmp_path / "v2.png").read_bytes()
+    real_open = builtins.open
+    pending = [True]
+
+    def open_then_save(file, mode="r", *args, **kwargs):
+        stream = real_open(file, mode, *args, **kwargs)
+        if pending and "r" in mode and os.fspath(file) == os.fspath(diffuse):
+            pending.clear()
+            return _SavesAfterReading(stream, lambda: diffuse.write_bytes(version_2))
+        return stream
+
+    monkeypatch.setattr(builtins, "open", open_then_save)
+    first = _run(mod, out, converter)
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert not pending, "the texture was never opened"
+    assert first["converted"] == 1
+
+    recorded = batch.Journal(out / batch.JOURNAL_NAME).records["saved"]["inputs"]["diffuse"]
+    width = dds.DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width
+    made_from = {hashlib.sha256(version_1).hexdigest(): 64, hashlib.sha256(version_2).hexdigest(): 32}
+    assert made_from[recorded] == width  # the journal names the version the output was made from
+
+    again = _run(mod, out, converter)  # the saved version is converted, not skipped as done
+    assert (again["converted"], again["skipped"]) == (1, 0)
+    assert dds.DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width == 32
+
+
+def _start_batch_and_wait_for_done_sets(mod, out, models, count):
+    """A CLI batch in a child process, returned once its journal records `count` finished sets."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "addon.cli", "batch", "--input", str(mod), "--output", str(out),
+         "--models", str(models), "--provider", "cpu"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / batch.JOURNAL_NAME
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if journal.is_file() and journal.read_text(encoding="utf-8").count('"done"') >= count:
+            return process
+        time.sleep(0.005)
+    process.kill()
+    pytest.fail("the batch ended or stalled before it could be interrupted")
+
+
+def _many_sets_mod(root: Path, count=40) -> Path:
+    for i in range(count):
+        _save(root / f"textures/many/set{i:02d}.png", _pattern(i, size=128))
+    return root
+
+
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT, signal.SIGINT)],
+                         ids=["sigterm", "ctrl-c-three-times"])
+def test_an_interrupted_batch_prints_its_summary_and_exits_130(tmp_path, tiny_models_dir, signals):
+    mod, out = _many_sets_mod(tmp_path / "mod"), tmp_path / "out"
+    process = _start_batch_and_wait_for_done_sets(mod, out, tiny_models_dir, 2)
+    for signum in signals:  # repeated Ctrl-C lands while the run is cancelling
+        process.send_signal(signum)
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr
+    lines = stdout.strip().splitlines()
+    assert re.match(r"\d+ converted, 0 already done, 0 failed", lines[-2]), stdout
+    assert lines[-1].startswith("Cancelled; run the same command again to resume")
+    summary = json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8"))
+    assert summary["cancelled"] and 2 <= summary["converted"] < 40
+    rest = batch.run_batch(mod, out, progress=False, models_dir=tiny_models_dir, provider="cpu")
+    assert rest["skipped"] == summary["converted"] and rest["converted"] + rest["skipped"] == 40
+
+
+def test_a_second_run_into_a_busy_output_folder_is_refused_and_the_first_unaffected(tmp_path, tiny_models_dir,
+                                                                                     capsys):
+    from addon import cli
+
+    mod, out = _many_sets_mod(tmp_path / "mod", count=30), tmp_path / "out"
+    first = _start_batch_and_wait_for_done_sets(mod, out, tiny_models_dir, 1)
+    other = build_mini_mod(tmp_path / "other mod")
+    code = cli.main(["batch", "--input", str(other), "--output", str(out), "--models", str(tiny_models_dir),
+                     "--provider", "cpu"])
+    err = capsys.readouterr().err
+    first.communicate(timeout=120)
+    assert code == 2 and re.search(r"Another PBR Forge run \(process \d+\) is writing into the output folder", err)
+    assert first.returncode == 0
+    summary = json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8"))
+    assert summary["converted"] == 30 and summary["input"] == str(mod)
+    assert sorted(p.name for p in (out / "textures/pbr").iterdir()) == ["many"]  # nothing of the other mod
