@@ -47,6 +47,23 @@ def render_ggx(base_srgb, normal, roughness, metallic, light_dir, view_dir) -> n
     return (diffuse + specular) * n_dot_l
 
 
+def render_blinn_phong(diffuse_srgb, normal, specular_mask, light_dir, view_dir,
+                       shininess: float, specular_strength: float) -> np.ndarray:
+    """(H, W, 3) radiance of an old (pre-PBR) game surface: Lambert diffuse plus a normalised
+    Blinn-Phong highlight scaled by the specular mask (the old normal map's alpha), same light
+    and units as `render_ggx` so the two renders can be compared:
+        diffuse / pi + mask * strength * (s + 8) / (8 pi) * (n.h)^s, times n.l."""
+    base = srgb_to_linear(np.asarray(diffuse_srgb, dtype=np.float64))
+    n = _unit(normal)
+    l, v = _unit(light_dir), _unit(view_dir)
+    h = _unit(l + v)
+    n_dot_l = np.clip(n @ l, 0.0, None)[..., None]
+    n_dot_h = np.clip(n @ h, 0.0, None)[..., None]
+    mask = np.asarray(specular_mask, dtype=np.float64)[..., None]
+    highlight = mask * specular_strength * (shininess + 8.0) / (8.0 * np.pi) * n_dot_h ** shininess
+    return (base / np.pi + highlight) * n_dot_l
+
+
 def hemisphere_directions(count: int, seed: int = 0) -> np.ndarray:
     """(count, 3) unit vectors with z > 0, reproducible from the seed."""
     rng = np.random.default_rng(seed)
