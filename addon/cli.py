@@ -205,17 +205,16 @@ def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, 
     """Convert and write one set; the written paths, or None after printing its FAILED line."""
     from .engine.imageio import read_image
     from .engine.outputs import write_png_set
+    from .engine import validation
 
     convention = args.normal_convention
     if convention == "auto" and normal_path is not None:
         convention = naming.normal_convention_of(normal_path)
     try:
-        # The arrays go straight into the job so it holds the only reference (an 8K set is large).
-        result = converter.convert(
-            read_image(diffuse_path),
-            read_image(normal_path) if normal_path is not None else None,
-            normal_convention=convention,
-        )
+        inputs = [read_image(diffuse_path), read_image(normal_path) if normal_path is not None else None]
+        original = validation.original_preview_or_none(*inputs)
+        # The arrays are popped into the job so it holds the only reference (an 8K set is large).
+        result = converter.convert(inputs.pop(0), inputs.pop(0), normal_convention=convention)
     except Exception as exc:  # one sentence per texture, whatever went wrong; the run goes on
         print(f"FAILED {diffuse_path}: {user_sentence(exc, 'convert the texture')}")
         return None
@@ -225,7 +224,7 @@ def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, 
         print(f"FAILED {diffuse_path}: {user_sentence(exc, 'write the outputs')}")
         return None
     print(f"OK {diffuse_path} -> {paths['albedo'].parent} ({result.albedo.shape[1]}x{result.albedo.shape[0]}, "
-          f"{result.provider}, {result.seconds:.1f} s)")
+          f"{result.provider}, {result.seconds:.1f} s); {validation.verdict_text(validation.validate_or_none(original, result))}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
     return paths

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 
-from . import naming, truepbr
+from . import naming, truepbr, validation
+from .contactsheet import SheetEntry, thumbnail, write_contact_sheet
 from .errors import OutputFolderBusy, PBRForgeError, user_sentence
 from .imageio import TEMPORARY_SUFFIX, decode_image, read_file_bytes, write_atomically
 from .manifest import MANIFEST_NAME, sha256_of
@@ -317,7 +318,11 @@ class BatchJob:
             "failures": [], "flat_normal": [],
             "ignored": self.ignored, "warnings": [], "cancelled": False,
             "patcher_json": None, "seconds": 0.0,
+            # Per converted set: score, verdict, flags, reasons (docs/validation.md); the sets that
+            # warn or fail, and the contact sheet that shows them.
+            "validation": {}, "flagged": [], "contact_sheet": None,
         }
+        self._sheet_entries: list[SheetEntry] = []
         if not self.sets:
             self._finish()
 
@@ -350,6 +355,7 @@ class BatchJob:
                 self.summary["skipped"] += 1
             return self.progress
         convention = naming.normal_convention_of(item.normal) if item.normal else "directx"
+        original = validation.original_preview_or_none(diffuse, normal)
         try:
             result = self._converter.convert(diffuse, normal, normal_convention=convention)
         except Exception as exc:
@@ -358,7 +364,7 @@ class BatchJob:
         # Keep one set encoding while the next one infers; more would only hold memory.
         while self._pending:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._write, item, inputs, result))
+        self._pending.append(self._pool.submit(self._write, item, inputs, result, original))
         return self.progress
 
     def cancel(self) -> None:
@@ -391,9 +397,10 @@ class BatchJob:
             normal = decode_image(normal, str(item.normal))
         return "convert", inputs, diffuse, normal
 
-    def _write(self, item: TextureSet, inputs: dict, result) -> None:
+    def _write(self, item: TextureSet, inputs: dict, result, original=None) -> None:
         started = time.monotonic()
         warnings = list(result.warnings)
+        checked = validation.validate_or_none(original, result)
         try:
             outputs = []
             entry = None
@@ -407,6 +414,7 @@ class BatchJob:
                 "key": item.key, "status": "done", "texture": item.display, "relative_stem": item.relative_stem,
                 "format": self.fmt, "inputs": inputs, "outputs": outputs, "patcher": entry,
                 "flat_normal": item.normal is None, "warnings": warnings,
+                "validation": checked.as_record() if checked else None,
                 "seconds": round(time.monotonic() - started + result.seconds, 3),
             })
         except Exception as exc:
@@ -416,6 +424,16 @@ class BatchJob:
             self.summary["converted"] += 1
             self.summary["provider"] = result.provider  # what really ran (after any fallback)
             self.summary["warnings"] += [f"{item.display}: {w}" for w in warnings]
+            if checked is not None:
+                self._record_validation(item, checked)
+
+    def _record_validation(self, item: TextureSet, checked) -> None:
+        self.summary["validation"][item.display] = checked.as_record()
+        if checked.verdict != "pass":
+            self.summary["flagged"].append(item.display)
+            self._sheet_entries.append(SheetEntry(
+                item.display, checked.verdict, checked.score, tuple(checked.reasons),
+                thumbnail(checked.original_render), thumbnail(checked.converted_render)))
 
     def _write_png_set(self, item: TextureSet, result) -> list[str]:
         from .outputs import write_png_set
@@ -469,6 +487,7 @@ class BatchJob:
             if self.fmt in ("truepbr", "both"):
                 self._write_patcher_json()
             self._journal.close()
+            self._write_contact_sheet()
         self.summary["failures"].sort(key=lambda f: f["texture"])
         self.summary["seconds"] = round(time.monotonic() - self._started, 3)
         self.done = True
@@ -491,6 +510,16 @@ class BatchJob:
             # Not a set, but the run failed to deliver a file: listed with the failures (exit code 1).
             self.summary["failures"].append({"texture": f"{truepbr.PATCHER_FOLDER}/{name}",
                                              "reason": user_sentence(exc, "write the patcher JSON")})
+
+    def _write_contact_sheet(self) -> None:
+        self.summary["flagged"].sort()
+        try:
+            written = write_contact_sheet(self._sheet_entries, self.output_dir)
+        except OSError as exc:
+            self.summary["warnings"].append(user_sentence(exc, "write the contact sheet"))
+            return
+        if written:
+            self.summary["contact_sheet"] = {kind: self._relative_output(path) for kind, path in written.items()}
 
     def _write_summary(self) -> None:
         try:
@@ -588,6 +617,11 @@ def cli_batch(args) -> int:
         return 2
     for failure in summary["failures"]:
         print(f"FAILED {failure['texture']}: {failure['reason']}")
+    for texture in summary["flagged"]:
+        record = summary["validation"][texture]
+        print(f"CHECK {texture}: {record['verdict'].upper()} {record['score']:.3f} {' '.join(record['reasons'])}")
+    if summary["contact_sheet"]:
+        print(f"Sets to check side by side: {Path(args.output) / summary['contact_sheet']['html']}")
     print(
         f"{summary['converted']} converted, {summary['skipped']} already done, {summary['failed']} failed, "
         f"{len(summary['flat_normal'])} without a normal map (flat normal used), "

@@ -130,7 +130,8 @@ def original_preview(diffuse, normal_encoded=None) -> OriginalPreview:
             specular = resize_wrap(specular[..., None], *colour.shape[:2])[..., 0]
     else:
         specular = np.zeros(colour.shape[:2], dtype=np.float32)
-    return OriginalPreview(colour, specular)
+    # The converter repairs NaN pixels the same way (pipeline._finite).
+    return OriginalPreview(np.nan_to_num(np.clip(colour, 0, 1), nan=0.0), np.nan_to_num(np.clip(specular, 0, 1), nan=0.0))
 
 
 def preview_maps(result, shape=None) -> dict:
@@ -188,6 +189,33 @@ def validate(original: OriginalPreview, result) -> Validation:
     verdict = max((f.level for f in findings), key=LEVELS.index, default="pass")
     return Validation(score, verdict, tuple(findings),
                       linear_to_srgb(old[0]).astype(np.float32), linear_to_srgb(new[0]).astype(np.float32))
+
+
+# The CLI, the batch and the panel use these two: the check is advisory, so a failure of its own
+# (an input the converter will refuse anyway, say) leaves the set unscored instead of failing it.
+
+def original_preview_or_none(diffuse, normal_encoded=None) -> OriginalPreview | None:
+    try:
+        return original_preview(diffuse, normal_encoded)
+    except Exception:  # noqa: BLE001 - never lose a conversion to its check
+        return None
+
+
+def validate_or_none(original: OriginalPreview | None, result) -> Validation | None:
+    if original is None:
+        return None
+    try:
+        return validate(original, result)
+    except Exception:  # noqa: BLE001 - never lose a conversion to its check
+        return None
+
+
+def verdict_text(checked: Validation | None) -> str:
+    """One line for the CLI and the panel: "check PASS 0.962" or "check FAIL 0.713: <reasons>"."""
+    if checked is None:
+        return "check: not scored"
+    text = f"check {checked.verdict.upper()} {checked.score:.3f}"
+    return text + (": " + " ".join(checked.reasons) if checked.reasons else "")
 
 
 def _luminance(rgb) -> np.ndarray:

@@ -111,3 +111,112 @@ def test_numpy_renderer_agrees_with_the_trainers_torch_twin():
                                  nchw(preview["metallic"]), light, view)[0].permute(1, 2, 0).numpy()
                        for light, view in validation.LIGHT_VIEW_PAIRS])
     assert ours == pytest.approx(validation.tone_map(theirs), abs=1e-6)
+
+
+# --------------------------------------------------------------------------- batch and CLI
+
+def _save_png(path, pixels):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.rint(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(path)
+
+
+def _pixels_key(diffuse) -> bytes:
+    return np.rint(np.asarray(diffuse)[..., :3] * 255).astype(np.uint8).tobytes()
+
+
+class _ConverterReturningKnownMaps:
+    """The tiny models' converter, but each set comes back as the procedural material it was made
+    from (a faithful conversion) or that material broken one way: the verdicts are known."""
+
+    def __init__(self, converter, by_diffuse: dict):
+        self._converter, self._by_diffuse = converter, by_diffuse
+        self.manifest, self.provider = converter.manifest, converter.provider
+
+    def load_models(self):
+        self._converter.load_models()
+
+    def convert(self, diffuse, normal=None, normal_convention="directx"):
+        material, broken = self._by_diffuse[_pixels_key(diffuse)]
+        result = self._converter.convert(diffuse, normal, normal_convention)
+        albedo = np.zeros_like(material.albedo) if broken == "albedo black" else material.albedo
+        metallic = np.ones_like(material.metallic) if broken == "metallic" else material.metallic
+        return dataclasses.replace(result, albedo=albedo.astype(np.float16), metallic=metallic,
+                                   roughness=material.roughness, height=material.height,
+                                   material_scores={"metal": 0.05})
+
+
+def _known_mod(root):
+    sets = {"textures/walls/plaster_one": (5, None), "textures/walls/plaster_two": (6, None),
+            "textures/walls/plaster_three": (7, "albedo black"), "textures/walls/plaster_four": (8, "metallic")}
+    by_diffuse = {}
+    for stem, (seed, broken) in sets.items():
+        material = generate_material(seed, SIZE, "plaster")
+        directx = material.normal * np.array([1.0, -1.0, 1.0], np.float32)
+        _save_png(root / f"{stem}.png", material.albedo)
+        _save_png(root / f"{stem}_n.png", np.dstack([(directx + 1) / 2, old_specular_mask(material)]))
+        by_diffuse[_pixels_key(np.rint(material.albedo * 255) / 255)] = (material, broken)
+    return by_diffuse
+
+
+@pytest.fixture
+def tiny_converter(tiny_models_dir):
+    from addon.engine.pipeline import Converter
+
+    return Converter(models_dir=tiny_models_dir, provider="cpu", tile=64, overlap=8)
+
+
+def test_batch_summary_and_contact_sheet_list_exactly_the_flagged_sets(tmp_path, tiny_converter):
+    from addon.engine import batch, contactsheet
+
+    mod = tmp_path / "mod"
+    converter = _ConverterReturningKnownMaps(tiny_converter, _known_mod(mod))
+    out = tmp_path / "out"
+    summary = batch.run_batch(mod, out, progress=False, converter=converter)
+
+    flagged = ["textures/walls/plaster_four.png", "textures/walls/plaster_three.png"]  # sorted
+    assert summary["failures"] == [] and summary["converted"] == 4 and set(summary["validation"]) == {
+        "textures/walls/plaster_one.png", "textures/walls/plaster_two.png", *flagged}
+    assert summary["flagged"] == flagged, summary["validation"]
+    assert "metallic" in summary["validation"][flagged[0]]["flags"]
+    assert "brightness" in summary["validation"][flagged[1]]["flags"]
+    on_disk = __import__("json").loads((out / batch.SUMMARY_NAME).read_text())
+    assert on_disk["flagged"] == flagged and on_disk["validation"] == summary["validation"]
+
+    page = (out / summary["contact_sheet"]["html"]).read_text()
+    assert sorted(name for name in summary["validation"] if name in page) == flagged
+    assert page.count("<img ") == 2
+    from PIL import Image
+    sheet = Image.open(out / summary["contact_sheet"]["png"])
+    assert sheet.size == (2 * 2 * contactsheet.THUMBNAIL, contactsheet.THUMBNAIL + contactsheet.LABEL_HEIGHT)
+
+
+def test_a_batch_where_everything_passes_writes_no_contact_sheet(tmp_path, tiny_converter):
+    from addon.engine import batch
+
+    mod = tmp_path / "mod"
+    by_diffuse = _known_mod(mod)
+    for name in ("plaster_three", "plaster_four"):
+        for path in (mod / "textures/walls").glob(f"{name}*"):
+            path.unlink()
+    summary = batch.run_batch(mod, tmp_path / "out", progress=False,
+                              converter=_ConverterReturningKnownMaps(tiny_converter, by_diffuse))
+    assert summary["converted"] == 2 and summary["flagged"] == [] and summary["contact_sheet"] is None
+    assert not list((tmp_path / "out").glob("pbr_forge_flagged*"))
+
+
+def test_the_cli_prints_each_sets_score_on_its_ok_line(tmp_path, tiny_models_dir):
+    import re
+
+    from tests.engine.test_cli import _run
+
+    material = generate_material(5, 64, "plaster")
+    _save_png(tmp_path / "in" / "wall.png", material.albedo)
+    _save_png(tmp_path / "in" / "wall_n.png", np.dstack([(material.normal + 1) / 2, old_specular_mask(material)]))
+    run = _run("convert", "--input", tmp_path / "in" / "wall.png", "--output", tmp_path / "out",
+               "--models", tiny_models_dir, "--provider", "cpu", "--tile", "64", "--overlap", "16", "--no-blend",
+               home=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    ok_line = next(line for line in run.stdout.splitlines() if line.startswith("OK "))
+    assert re.search(r"; check (PASS|WARN|FAIL) [01]\.\d{3}", ok_line), ok_line
