@@ -31,7 +31,15 @@ class PBRForgeSceneSettings(bpy.types.PropertyGroup):
     last_warnings: StringProperty(name="Warnings")
 
 
-# A module function, not a method: bpy 4.2 crashes at exit after uninstalling an extension whose
+class PBRForgeCheck(bpy.types.PropertyGroup):
+    """The validation of a converted material (docs/validation.md), shown in the panel."""
+    verdict: StringProperty(name="Verdict", description="pass, warn or fail; empty when not checked")
+    score: FloatProperty(name="Score", min=-1.0, max=1.0,
+                         description="BRDF cosine of the new material against the original as the old game shaded it")
+    reasons: StringProperty(name="Reasons")
+
+
+# Module functions, not methods: bpy 4.2 crashes at exit after uninstalling an extension whose
 # PropertyGroup has Python methods (SpaceType destructor -> bpy_class_free after Python is gone).
 def record_last_run(settings: PBRForgeSceneSettings, summary) -> None:
     """Store a driver.RunSummary for the panel."""
@@ -43,17 +51,29 @@ def record_last_run(settings: PBRForgeSceneSettings, summary) -> None:
     settings.last_warnings = " | ".join(dict.fromkeys(summary.warnings + summary.failures))  # keep order, no repeats
 
 
+def record_check(material, checked) -> None:
+    """Store a validation.Validation (or None: not scored) on the converted material."""
+    check = material.pbr_forge_check
+    check.verdict = checked.verdict if checked else ""
+    check.score = checked.score if checked else 0.0
+    check.reasons = " | ".join(checked.reasons) if checked else ""
+
+
 def register():
     bpy.utils.register_class(PBRForgeSceneSettings)
+    bpy.utils.register_class(PBRForgeCheck)
     bpy.types.Scene.pbr_forge = PointerProperty(type=PBRForgeSceneSettings)
     # The material a converted material was made from: what "Revert" puts back.
     bpy.types.Material.pbr_forge_source = PointerProperty(
         type=bpy.types.Material, name="PBR Forge Source",
         description="The material this PBR material was converted from",
     )
+    bpy.types.Material.pbr_forge_check = PointerProperty(type=PBRForgeCheck, name="PBR Forge Check")
 
 
 def unregister():
+    del bpy.types.Material.pbr_forge_check
     del bpy.types.Material.pbr_forge_source
     del bpy.types.Scene.pbr_forge
+    bpy.utils.unregister_class(PBRForgeCheck)
     bpy.utils.unregister_class(PBRForgeSceneSettings)

@@ -22,12 +22,13 @@ from bpy.props import StringProperty
 from ..blender.detect import check_normal_statistics, detect_inputs
 from ..blender.images import image_file_path, image_to_array
 from ..blender.material import build_material
-from ..engine import naming
+from ..engine import naming, validation
 from ..engine.errors import PBRForgeError
 from ..engine.imageio import read_image
 from ..engine.manifest import load_manifest
 from ..engine.outputs import write_png_set
 from ..preferences import NORMAL_CONVENTIONS, PROVIDERS, get_preferences
+from ..properties import record_check
 from .driver import RunSummary, SteppedOperator
 
 
@@ -85,6 +86,7 @@ class _Conversion:
         self._job = None
         self._name = ""
         self._targets: dict[str, Path] = {}
+        self._original = None  # the input's validation preview, taken before the job frees the input
         self.material: bpy.types.Material | None = None
 
     def _read_inputs(self) -> tuple[np.ndarray, np.ndarray | None, str, str]:
@@ -102,6 +104,7 @@ class _Conversion:
         if self.settings.output_dir is not None:
             self._targets = {role: self.settings.output_dir / file_name for role, file_name in names.items()}
             self._check_targets_free()
+        self._original = validation.original_preview_or_none(diffuse, normal)
         self._job = self.settings.converter().start(diffuse, normal, normal_convention=convention)
 
     def step(self) -> float:
@@ -114,6 +117,9 @@ class _Conversion:
     def finish(self) -> RunSummary:
         result = self._job.result
         warnings = list(result.warnings)
+        checked = validation.validate_or_none(self._original, result)
+        if checked is not None and checked.verdict != "pass":
+            warnings.append(f"{self._name}: {validation.verdict_text(checked)}")
         if self.settings.output_dir is None:
             material = self._packed_material(result)
             warnings.append("The .blend file is not saved yet, so the maps are packed into it; save it to keep "
@@ -121,6 +127,7 @@ class _Conversion:
         else:
             material = build_material(f"{self._name}_PBR", self._write_outputs(result),
                                       pack=self.settings.pack_images, relative=True)
+        record_check(material, checked)
         self._place(material)
         self.material = material
         maps = sum(node.type == 'TEX_IMAGE' for node in material.node_tree.nodes)

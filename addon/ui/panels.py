@@ -29,6 +29,8 @@ class _PBRForgePanel:
                       icon='CHECKMARK' if found.diffuse else 'ERROR')
             normal_text = f"{found.normal.name} ({found.normal_convention})" if found.normal else "none"
             box.label(text=f"Normal: {normal_text}", icon='CHECKMARK' if found.normal else 'DOT')
+        if material is not None and material.pbr_forge_check.verdict:
+            _draw_check(layout, material.pbr_forge_check)
         layout.prop(settings, "pack_images")
         layout.operator("pbr_forge.convert_material", icon='SHADING_TEXTURE')
         layout.operator("pbr_forge.convert_selected")
@@ -57,6 +59,18 @@ class _PBRForgePanel:
                                f"{settings.last_provider}")
             for warning in filter(None, settings.last_warnings.split(" | ")):
                 summary.label(text=warning, icon='ERROR')
+
+
+CHECK_ICONS = {"pass": 'CHECKMARK', "warn": 'ERROR', "fail": 'CANCEL'}
+
+
+def _draw_check(layout, check) -> None:
+    """The material's validation: score with a pass/warn/fail mark, then what to look at."""
+    box = layout.box()
+    box.label(text=f"Check: {check.verdict.upper()}, score {check.score:.3f}",
+              icon=CHECK_ICONS.get(check.verdict, 'QUESTION'))
+    for reason in filter(None, check.reasons.split(" | ")):
+        box.label(text=reason)
 
 
 class PBR_FORGE_PT_main(_PBRForgePanel, bpy.types.Panel):

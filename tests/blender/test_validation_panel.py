@@ -1,0 +1,55 @@
+"""A converted material carries its validation, and the panel shows it (real bpy)."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from addon.engine import validation
+from addon.engine.imageio import read_image
+
+from .builders import make_material, make_object, make_texture_pair
+
+
+class _RecordingLayout:
+    """Stands in for a UILayout: records the labels drawn."""
+
+    def __init__(self):
+        self.labels = []
+
+    def box(self):
+        return self
+
+    def label(self, text="", icon='NONE'):
+        self.labels.append((text, icon))
+
+
+def test_a_converted_material_carries_the_score_of_its_conversion(bpy, prefs, tmp_path):
+    diffuse_path, normal_path = make_texture_pair(tmp_path / "textures", width=96, height=64)
+    obj = make_object(bpy, make_material(bpy, "Wall", diffuse_path, normal_path))
+
+    assert bpy.ops.pbr_forge.convert_material() == {'FINISHED'}
+    check = obj.material_slots[0].material.pbr_forge_check
+    assert check.verdict in validation.LEVELS
+
+    # The same check on the written maps (8/16-bit files of the same result) gives the same score.
+    out = tmp_path / "out"
+    normal = read_image(out / "wall_normal.png")[..., :3] * 2 - 1
+    written = SimpleNamespace(albedo=read_image(out / "wall_albedo.png")[..., :3], normal=normal,
+                              **{name: read_image(out / f"wall_{name}.png")[..., 0]
+                                 for name in ("roughness", "metallic", "height")})
+    expected = validation.validate(validation.original_preview(read_image(diffuse_path), read_image(normal_path)),
+                                   written)
+    assert check.score == pytest.approx(expected.score, abs=0.01)
+    assert bool(check.reasons) == (check.verdict != "pass")
+
+    from addon.ui.panels import CHECK_ICONS, _draw_check
+
+    layout = _RecordingLayout()
+    _draw_check(layout, check)
+    assert layout.labels[0] == (f"Check: {check.verdict.upper()}, score {check.score:.3f}", CHECK_ICONS[check.verdict])
+    assert [text for text, _ in layout.labels[1:]] == list(filter(None, check.reasons.split(" | ")))
+
+
+def test_a_material_never_converted_has_no_check(bpy, prefs):
+    material = bpy.data.materials.new("Plain")
+    assert material.pbr_forge_check.verdict == ""
