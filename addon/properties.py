@@ -37,6 +37,9 @@ class PBRForgeCheck(bpy.types.PropertyGroup):
     score: FloatProperty(name="Score", min=-1.0, max=1.0,
                          description="BRDF cosine of the new material against the original as the old game shaded it")
     reasons: StringProperty(name="Reasons")
+    # Cycles renders made on request (addon/blender/preview.py): the new material and its source.
+    preview: PointerProperty(type=bpy.types.Image, name="Preview")
+    source_preview: PointerProperty(type=bpy.types.Image, name="Original Preview")
 
 
 # Module functions, not methods: bpy 4.2 crashes at exit after uninstalling an extension whose

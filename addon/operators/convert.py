@@ -23,13 +23,13 @@ from ..blender.detect import check_normal_statistics, detect_inputs
 from ..blender.images import image_file_path, image_to_array
 from ..blender.material import build_material
 from ..engine import naming, validation
-from ..engine.errors import PBRForgeError
+from ..engine.errors import PBRForgeError, user_sentence
 from ..engine.imageio import read_image
 from ..engine.manifest import load_manifest
 from ..engine.outputs import write_png_set
 from ..preferences import NORMAL_CONVENTIONS, PROVIDERS, get_preferences
 from ..properties import record_check
-from .driver import RunSummary, SteppedOperator
+from .driver import RunSummary, SteppedOperator, redraw_panels
 
 
 @dataclass
@@ -413,9 +413,40 @@ class PBR_FORGE_OT_revert_material(bpy.types.Operator):
         return {'FINISHED'}
 
 
+class PBR_FORGE_OT_render_preview(bpy.types.Operator):
+    """Render the converted material and its original on a plane (Cycles on the CPU, a second or two)"""
+    bl_idname = "pbr_forge.render_preview"
+    bl_label = "Render Preview"
+    bl_options = {'REGISTER'}
+
+    @classmethod
+    def poll(cls, context):
+        material = _active_material(context)
+        if material is not None and material.pbr_forge_source is not None:
+            return True
+        cls.poll_message_set("The active material was not made by PBR Forge")
+        return False
+
+    def execute(self, context):
+        from ..blender.preview import render_material_preview
+
+        converted = _active_material(context)
+        check = converted.pbr_forge_check
+        try:
+            check.preview = render_material_preview(converted, f"{converted.name} preview")
+            check.source_preview = render_material_preview(converted.pbr_forge_source,
+                                                           f"{converted.pbr_forge_source.name} preview")
+        except Exception as exc:  # one sentence, never a traceback: the material is untouched
+            self.report({'ERROR'}, user_sentence(exc, "render the preview"))
+            return {'CANCELLED'}
+        redraw_panels(context)
+        return {'FINISHED'}
+
+
 classes = (
     PBR_FORGE_OT_convert_material,
     PBR_FORGE_OT_convert_selected,
     PBR_FORGE_OT_convert_pair,
     PBR_FORGE_OT_revert_material,
+    PBR_FORGE_OT_render_preview,
 )

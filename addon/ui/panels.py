@@ -71,6 +71,13 @@ def _draw_check(layout, check) -> None:
               icon=CHECK_ICONS.get(check.verdict, 'QUESTION'))
     for reason in filter(None, check.reasons.split(" | ")):
         box.label(text=reason)
+    if check.preview and check.source_preview:
+        row = box.row()
+        for title, image in (("Original", check.source_preview), ("Converted", check.preview)):
+            column = row.column()
+            column.label(text=title)
+            column.template_icon(icon_value=image.preview_ensure().icon_id, scale=5.0)
+    box.operator("pbr_forge.render_preview", icon='RENDER_STILL')
 
 
 class PBR_FORGE_PT_main(_PBRForgePanel, bpy.types.Panel):

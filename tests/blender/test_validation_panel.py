@@ -22,6 +22,14 @@ class _RecordingLayout:
     def label(self, text="", icon='NONE'):
         self.labels.append((text, icon))
 
+    row = column = box
+
+    def operator(self, idname, icon='NONE'):
+        self.labels.append((f"[{idname}]", icon))
+
+    def template_icon(self, icon_value, scale=1.0):
+        self.labels.append((f"<icon {icon_value}>", 'NONE'))
+
 
 def test_a_converted_material_carries_the_score_of_its_conversion(bpy, prefs, tmp_path):
     diffuse_path, normal_path = make_texture_pair(tmp_path / "textures", width=96, height=64)
@@ -47,7 +55,32 @@ def test_a_converted_material_carries_the_score_of_its_conversion(bpy, prefs, tm
     layout = _RecordingLayout()
     _draw_check(layout, check)
     assert layout.labels[0] == (f"Check: {check.verdict.upper()}, score {check.score:.3f}", CHECK_ICONS[check.verdict])
-    assert [text for text, _ in layout.labels[1:]] == list(filter(None, check.reasons.split(" | ")))
+    assert [text for text, _ in layout.labels[1:-1]] == list(filter(None, check.reasons.split(" | ")))
+    assert layout.labels[-1][0] == "[pbr_forge.render_preview]"
+
+
+def test_the_cycles_preview_renders_both_materials_and_reaches_the_panel(bpy, prefs, tmp_path):
+    diffuse_path, normal_path = make_texture_pair(tmp_path / "textures", width=96, height=64)
+    obj = make_object(bpy, make_material(bpy, "Wall", diffuse_path, normal_path))
+    assert bpy.ops.pbr_forge.convert_material() == {'FINISHED'}
+    scenes, objects = len(bpy.data.scenes), len(bpy.data.objects)
+
+    assert bpy.ops.pbr_forge.render_preview() == {'FINISHED'}
+
+    check = obj.material_slots[0].material.pbr_forge_check
+    from addon.blender.preview import PREVIEW_SIZE
+    for image in (check.preview, check.source_preview):
+        assert tuple(image.size) == (PREVIEW_SIZE, PREVIEW_SIZE) and image.packed_file is not None
+        pixels = np.empty(PREVIEW_SIZE * PREVIEW_SIZE * image.channels, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        assert pixels.reshape(-1, image.channels)[:, :3].std() > 0.01  # lit relief, not a blank frame
+    assert (len(bpy.data.scenes), len(bpy.data.objects)) == (scenes, objects)  # nothing left behind
+
+    from addon.ui.panels import _draw_check
+    layout = _RecordingLayout()
+    _draw_check(layout, check)
+    assert [text for text, _ in layout.labels if text.startswith("<icon")] == [
+        f"<icon {check.source_preview.preview.icon_id}>", f"<icon {check.preview.preview.icon_id}>"]
 
 
 def test_a_material_never_converted_has_no_check(bpy, prefs):
