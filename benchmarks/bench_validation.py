@@ -67,12 +67,45 @@ def _cases():
         yield material.name, material.diffuse, encoded.astype(np.float32), material.category == "metal", material
 
 
-def measure() -> None:
+def _library_cases(library: Path, size: int = 512):
+    """The held-out materials of a real library (`python -m trainer data import`, read only), each
+    given the old-game diffuse and specular mask trainer/data/synth.py renders for its maps."""
+    import json
+
+    from PIL import Image
+
+    from addon.engine.imageio import read_image
+    from trainer.data.common import decode_normal
+    from trainer.data.synth import Material, old_specular_mask, render_old_diffuse
+
+    def plane(folder, name, default):
+        path = folder / f"{name}.png"
+        if not path.is_file():
+            return np.full((size, size), default, np.float32)
+        return np.asarray(Image.fromarray(read_image(path)[..., 0]).resize((size, size)), np.float32)
+
+    for material_id in json.loads((library / "index.json").read_text())["heldout"]:
+        folder = library / "materials" / material_id
+        albedo = np.stack([np.asarray(Image.fromarray(c).resize((size, size)), np.float32)
+                           for c in np.moveaxis(read_image(folder / "albedo.png")[..., :3], -1, 0)], -1)
+        rgb = np.stack([np.asarray(Image.fromarray(c).resize((size, size)), np.float32)
+                        for c in np.moveaxis(read_image(folder / "normal.png")[..., :3], -1, 0)], -1)
+        normal = decode_normal(rgb, directx=False)
+        material = Material(material_id, "unknown", (), albedo, normal, plane(folder, "roughness", 0.5),
+                            plane(folder, "metallic", 0.0), plane(folder, "ao", 1.0), plane(folder, "height", 0.5))
+        diffuse = render_old_diffuse(material, np.random.default_rng(0), bc1=False)
+        directx = normal * np.array([1.0, -1.0, 1.0], np.float32)
+        encoded = np.concatenate([(directx + 1.0) / 2.0, old_specular_mask(material)[..., None]], axis=-1)
+        is_metal = float(material.metallic.mean()) > 0.3
+        yield material_id, diffuse, encoded.astype(np.float32), is_metal, None
+
+
+def measure(library: Path | None = None) -> None:
     from addon.engine.pipeline import Converter
 
     converter = Converter(provider="cpu")
     print(f"{'set':28s} {'variant':16s} {'score':>6s} verdict flags")
-    for name, diffuse, normal, is_metal, truth in _cases():
+    for name, diffuse, normal, is_metal, truth in (_library_cases(library) if library else _cases()):
         original = validation.original_preview(diffuse, normal)
         result = converter.convert(diffuse, normal, normal_convention="directx")
         variants = {"converted": result,
@@ -95,6 +128,8 @@ def measure() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--measure", action="store_true", help="score shipped-model conversions and broken ones")
+    parser.add_argument("--library", type=Path,
+                        help="with --measure: score the held-out materials of this real library instead")
     parser.add_argument("--size", type=int, default=1024)
     args = parser.parse_args()
-    measure() if args.measure else bench(args.size)
+    measure(args.library) if args.measure else bench(args.size)
