@@ -617,15 +617,12 @@ def cli_batch(args) -> int:
         return 2
     for failure in summary["failures"]:
         print(f"FAILED {failure['texture']}: {failure['reason']}")
-    for texture in summary["flagged"]:
-        record = summary["validation"][texture]
-        print(f"CHECK {texture}: {record['verdict'].upper()} {record['score']:.3f} {' '.join(record['reasons'])}")
-    if summary["contact_sheet"]:
-        print(f"Sets to check side by side: {Path(args.output) / summary['contact_sheet']['html']}")
     print(
         f"{summary['converted']} converted, {summary['skipped']} already done, {summary['failed']} failed, "
         f"{len(summary['flat_normal'])} without a normal map (flat normal used), "
         f"{len(summary['ignored'])} files ignored, in {summary['seconds']:.1f} s. "
+        + (f"{len(summary['flagged'])} to check: {Path(args.output) / summary['contact_sheet']['html']}. "
+           if summary["contact_sheet"] else "") +
         f"Summary: {args.json or Path(args.output) / SUMMARY_NAME}"
     )
     if summary["cancelled"]:

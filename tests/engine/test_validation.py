@@ -220,3 +220,24 @@ def test_the_cli_prints_each_sets_score_on_its_ok_line(tmp_path, tiny_models_dir
     assert run.returncode == 0, run.stdout + run.stderr
     ok_line = next(line for line in run.stdout.splitlines() if line.startswith("OK "))
     assert re.search(r"; check (PASS|WARN|FAIL) [01]\.\d{3}", ok_line), ok_line
+
+
+def test_the_batch_cli_names_the_contact_sheet_on_its_summary_line(tmp_path, tiny_models_dir, capsys):
+    import argparse
+    import json
+
+    from addon.engine import batch
+
+    _known_mod(tmp_path / "mod")
+    summary_path = tmp_path / "summary.json"
+    args = argparse.Namespace(input=str(tmp_path / "mod"), output=str(tmp_path / "out"), format="truepbr",
+                              provider="cpu", models=str(tiny_models_dir), allow_output_inside_input=False,
+                              json=str(summary_path))
+    assert batch.cli_batch(args) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    summary = json.loads(summary_path.read_text())
+    assert len(summary["validation"]) == 4
+    if summary["flagged"]:  # the tiny models' verdicts are whatever they are; the line must match them
+        assert f"{len(summary['flagged'])} to check: {tmp_path / 'out' / summary['contact_sheet']['html']}." in last
+    else:
+        assert "to check" not in last
