@@ -30,6 +30,8 @@ SKYRIM_SUFFIXES = {
     "_b": "backlight",
     "_bl": "backlight",
     "_s": "skin_specular",
+    "_flow": "hair_flow",    # hair flow direction maps (KS Hairdos and the like)
+    "_i": "inner_layer",     # inner layer of a multilayer-parallax set
     # Outputs of Community Shaders True PBR sets (never conversion inputs).
     "_rmaos": "rmaos",
     "_cnr": "coat_normal_roughness",
@@ -38,6 +40,8 @@ SKYRIM_SUFFIXES = {
 
 # Community Shaders True PBR: role -> suffix of the file next to the albedo (`<name>.dds`).
 TRUEPBR_SUFFIXES = {"albedo": "", "normal": "_n", "rmaos": "_rmaos", "height": "_p"}
+# Files a True PBR set holds only when the original has them (the `_g` glow beside a diffuse).
+TRUEPBR_OPTIONAL_SUFFIXES = {"glow": "_g"}
 
 # The folder (under textures/) where True PBR sets conventionally live.
 TRUEPBR_FOLDER = "pbr"
@@ -166,13 +170,8 @@ def find_normal_for(diffuse_path: str | Path) -> Path | None:
     name with the base-colour tag replaced by a normal tag (wood_diffuse.png -> wood_normal.png).
     """
     diffuse_path = Path(diffuse_path)
-    files = _files_by_lower_name(diffuse_path.parent)
-    base, _suffix = split_suffix(diffuse_path.stem)
-    for ext in _extensions_preferring(diffuse_path.suffix):
-        found = files.get(f"{base}_n{ext}".lower())
-        if found is not None:
-            return found
-    return _sibling_with_tag(diffuse_path, "base_color", "normal", files)
+    return (find_sibling(diffuse_path, "_n")
+            or _sibling_with_tag(diffuse_path, "base_color", "normal", _files_by_lower_name(diffuse_path.parent)))
 
 
 def normal_convention_of(path: str | PurePath) -> str:
@@ -195,15 +194,17 @@ def png_set_names(name: str, suffixes: dict[str, str]) -> dict[str, str]:
     return {role: f"{name}{suffix}.png" for role, suffix in suffixes.items()}
 
 
-def truepbr_names(relative_stem: str | PurePath) -> dict[str, str]:
+def truepbr_names(relative_stem: str | PurePath, optional: tuple[str, ...] = ()) -> dict[str, str]:
     """True PBR set: role -> path relative to the mod root, using forward slashes.
 
     `relative_stem` is the diffuse path relative to `textures/` without extension,
     e.g. 'architecture/whiterun/wrwoodplank01' ->
     {'albedo': 'textures/pbr/architecture/whiterun/wrwoodplank01.dds', 'normal': '..._n.dds', ...}.
+    `optional` adds roles of TRUEPBR_OPTIONAL_SUFFIXES (('glow',) -> '..._g.dds').
     """
     stem = _relative_posix(relative_stem)
-    return {role: f"textures/{TRUEPBR_FOLDER}/{stem}{suffix}.dds" for role, suffix in TRUEPBR_SUFFIXES.items()}
+    suffixes = {**TRUEPBR_SUFFIXES, **{role: TRUEPBR_OPTIONAL_SUFFIXES[role] for role in optional}}
+    return {role: f"textures/{TRUEPBR_FOLDER}/{stem}{suffix}.dds" for role, suffix in suffixes.items()}
 
 
 def texture_key(relative_stem: str | PurePath) -> str:
@@ -235,3 +236,27 @@ def safe_join(root: str | Path, relative: str | PurePath) -> Path:
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise PBRForgeError(f"The texture name '{relative}' points outside the output folder; rename it.")
     return target
+
+
+def find_sibling(diffuse_path: str | Path, suffix: str) -> Path | None:
+    """The file `<base><suffix>` beside a diffuse (any case, .dds/.tga/.png), or None."""
+    diffuse_path = Path(diffuse_path)
+    files = _files_by_lower_name(diffuse_path.parent)
+    base, _suffix = split_suffix(diffuse_path.stem)
+    for ext in _extensions_preferring(diffuse_path.suffix):
+        found = files.get(f"{base}{suffix}{ext}".lower())
+        if found is not None:
+            return found
+    return None
+
+
+# Folders under textures/ whose textures the patchers cannot take: landscape needs PBRTextureSets
+# JSON and texture-set records, not NIF patching. Actor textures hold the character skins.
+LANDSCAPE_FOLDER = "landscape"
+ACTORS_FOLDER = "actors"
+
+
+def top_folder(relative_stem: str | PurePath) -> str:
+    """The first folder of a path under textures/, lower-case ('' for a file at the top)."""
+    parts = PurePosixPath(_relative_posix(relative_stem)).parts
+    return parts[0].lower() if len(parts) > 1 else ""
