@@ -176,11 +176,16 @@ def name_warnings(item: TextureSet) -> list[str]:
 
 
 def bsa_archives(input_dir: Path) -> list[str]:
-    """The BSA archives in a mod folder (their textures are not loose files the batch can read)."""
-    try:
-        return sorted(p.name for p in input_dir.iterdir() if p.suffix.lower() == ".bsa" and p.is_file())
-    except OSError:
-        return []
+    """The BSA archives of a mod folder (their textures are not loose files the batch can read); for
+    an input that is the mod's `textures` folder, those of the mod folder above it."""
+    folders = [input_dir] + ([input_dir.parent] if input_dir.name.lower() == "textures" else [])
+    found = []
+    for folder in folders:
+        try:
+            found += [p.name for p in folder.iterdir() if p.suffix.lower() == ".bsa" and p.is_file()]
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def _left_out_reason(path: Path) -> str | None:
@@ -363,7 +368,7 @@ class BatchJob:
         self.smooth_angle = smooth_angle
         self.patcher_name = patcher_name
         check_output_folder(self.input_dir, self.output_dir, allow_output_inside_input)
-        self.summary_path = Path(summary_path) if summary_path else self.run_files_dir / SUMMARY_NAME
+        self.summary_path = Path(summary_path) if summary_path else default_summary_path(self.output_dir)
         self._started = time.monotonic()
 
         self.sets, self.ignored = discover(self.input_dir, exclude=(self.output_dir, self.run_files_dir))

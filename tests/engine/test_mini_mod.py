@@ -101,6 +101,7 @@ def build_mod(root: Path) -> Path:
     _save(t / "clutter/Ärmel.png", _pattern(18))
     _save(t / "clutter/rock.old.png", _pattern(19))
     _save(t / "pbr/already/done.dds", _pattern(20), "BC7")  # a True PBR set already: never an input
+    (root / "Whiterun Lamps - Meshes.bsa").write_bytes(b"BSA\0" + bytes(60))  # loose textures too: a warning
     return root
 
 
@@ -217,6 +218,7 @@ def test_the_summary_says_what_was_left_out_changed_or_warned(converted):
     assert "clutter/odd.tga: the diffuse is 301x203" in warnings and "resampled to 300x204" in warnings
     assert "clutter/Ärmel.png: the path has non-ASCII characters; PGPatcher skips" in warnings
     assert "clutter/rock.old.png: the name has a dot" in warnings
+    assert "The BSA archives Whiterun Lamps - Meshes.bsa were not read; extract them first" in warnings
     assert f"{len(CONVERTED)} converted" in run.stdout
 
 
