@@ -233,12 +233,17 @@ def default_summary_path(output_dir: str | os.PathLike) -> Path:
     return run_files_dir(output_dir) / SUMMARY_NAME
 
 
-def open_own_file(path: Path, flags: int) -> int:
-    """os.open for the run's own files (journal, lock): never through a symbolic link, which could
-    point into the mod, and never a pipe or device. Returns the descriptor."""
+def refuse_link(path: Path) -> None:
+    """PBRForgeError when one of the run's own files or folders is a symbolic link (it could point into the mod)."""
     if path.is_symlink():
         raise PBRForgeError(f"'{path}' is a symbolic link; PBR Forge does not write through links. "
                             "Delete the link and run again.")
+
+
+def open_own_file(path: Path, flags: int) -> int:
+    """os.open for the run's own files (journal, lock): never through a symbolic link, which could
+    point into the mod, and never a pipe or device. Returns the descriptor."""
+    refuse_link(path)
     extra = 0
     for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY"):  # POSIX, POSIX, Windows (no newline translation)
         extra |= getattr(os, name, 0)
@@ -402,6 +407,7 @@ class BatchJob:
         self._settings = {"truepbr_rules": TRUEPBR_RULES_VERSION, "model_space_normals": model_space_normals,
                           "smooth_angle": smooth_angle} if self._truepbr else None
 
+        refuse_link(self.run_files_dir)
         # before cleanup: no other run's temporaries
         self._output_lock = OutputFolderLock(self.output_dir, lock_dir=self.run_files_dir)
         try:
@@ -529,8 +535,8 @@ class BatchJob:
         if self._truepbr:
             size = diffuse.shape[:2]
             diffuse = _block_aligned(diffuse, "diffuse", notes)
-            resampled = diffuse.shape[:2] != size
-            if resampled and normal is not None and normal.shape[:2] == size:  # a normal of its own size the converter resamples
+            # A normal of the diffuse's old size follows it; one of another size the converter resamples.
+            if diffuse.shape[:2] != size and normal is not None and normal.shape[:2] == size:
                 normal = resize_wrap(normal, *diffuse.shape[:2])
             if glow is not None:
                 glow = _block_aligned(glow, "glow map", notes)
@@ -654,8 +660,9 @@ def _block_aligned(image, what: str, notes: list[str]):
     if dds.is_block_aligned(width, height):
         return image
     new_width, new_height = dds.block_aligned_size(width, height)
-    notes.append(f"the {what} is {width}x{height}, which the game refuses for a compressed texture (sides must be "
-                 f"multiples of {dds.BLOCK_SIDE}); it was resampled to {new_width}x{new_height} (the mapping is unchanged).")
+    notes.append(f"the {what} is {width}x{height}, which the game refuses for a compressed texture (sides must "
+                 f"be multiples of {dds.BLOCK_SIDE}); it was resampled to {new_width}x{new_height} "
+                 "(the mapping is unchanged).")
     return resize_wrap(image, new_height, new_width)
 
 

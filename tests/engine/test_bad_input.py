@@ -528,6 +528,13 @@ def batch_journal_is_a_link_into_the_mod(scene):
     return scene.batch(mod=mod)
 
 
+@case(2, r"error: \S*out\.pbr_forge' is a symbolic link; PBR Forge does not write through links")
+def batch_run_files_folder_is_a_link_into_the_mod(scene):
+    mod = scene.mod()
+    batch.run_files_dir(scene.out).symlink_to(mod / "textures", target_is_directory=True)
+    return scene.batch(mod=mod)
+
+
 @case(2, r"error: \S*journal\.jsonl' is not a regular file")
 def batch_journal_is_a_fifo(scene):
     batch.run_files_dir(scene.out).mkdir()
