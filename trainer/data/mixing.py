@@ -143,6 +143,34 @@ class Subset:
         return self.source.labels_of(self.indices[index])
 
 
+class Concat:
+    """Several sources of one domain read as one (e.g. MatSynth shards and a material library)."""
+
+    def __init__(self, sources):
+        self.sources = list(sources)
+        self.domain, self.report = self.sources[0].domain, self.sources[0].report
+        self._offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    def __len__(self):
+        return int(self._offsets[-1])
+
+    def _locate(self, index):
+        part = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        return self.sources[part], int(index - self._offsets[part])
+
+    def load(self, index, rng, size, resolution=None):
+        source, local = self._locate(index)
+        return source.load(local, rng, size, resolution)
+
+    def material_key(self, index):
+        source, local = self._locate(index)
+        return source.material_key(local)
+
+    def labels_of(self, index):
+        source, local = self._locate(index)
+        return source.labels_of(local)
+
+
 def split_holdout(dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     """(train, validation) split BY MATERIAL: every index of a material lands on the same side, so
     validation materials are never trained on. The split depends only on the material keys and the
