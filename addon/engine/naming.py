@@ -62,6 +62,9 @@ VENDOR_MAP_TAGS = {
     "orm": ("orm", "arm"),
     "opacity": ("opacity", "alpha"),
     "emission": ("emission", "emissive", "emit"),
+    # OGRE's terrain packs: colour + specular in alpha, normal + height in alpha.
+    "diffuse_specular": ("diffspec",),
+    "normal_height": ("normheight",),
 }
 MAP_TAGS = {**NODE_WRANGLER_TAGS, **VENDOR_MAP_TAGS}
 _TAG_TO_MAP = {tag: role for role, tags in MAP_TAGS.items() for tag in tags}

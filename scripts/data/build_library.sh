@@ -34,5 +34,6 @@ time imp "$src/wirehouse" --source polyhaven-wirehouse --finder tagged
 time imp "$src/robotlocomotion" --source polyhaven-robotlocomotion --finder tagged
 time imp "$src/ogre" --source ogre-ambientcg --finder tagged --licence CC0-1.0
 time imp "$src/redeclipse/usr/share/games/redeclipse/data" --source red-eclipse --finder red_eclipse \
+    --dep5 "$src/redeclipse/usr/share/doc/redeclipse-data/copyright" \
     --max-side 512
 "$py" -m trainer data summary "$lib"

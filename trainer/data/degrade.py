@@ -77,6 +77,25 @@ def bc_roundtrip(rgba: np.ndarray, alpha: bool) -> np.ndarray:
     return out[..., :channels]
 
 
+def key_light(azimuth: float, elevation: float) -> np.ndarray:
+    """Unit direction (tangent space, z out of the surface) of a light at these angles (radians)."""
+    return np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)],
+                    np.float32)
+
+
+def lambert(normal: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """n.l relative to flat ground (1 where the surface faces up), the shading a baked light leaves."""
+    return np.clip(normal @ light, 0.0, None) / light[2]
+
+
+def sheen(normal: np.ndarray, light: np.ndarray, roughness: np.ndarray) -> np.ndarray:
+    """A Blinn highlight for a viewer straight above, sharper and brighter where the surface is glossy."""
+    half = light + np.array([0, 0, 1], np.float32)
+    half /= np.linalg.norm(half)
+    gloss = (1.0 - roughness) ** 2
+    return np.clip(normal @ half, 0, 1) ** (8 + 56 * gloss) * gloss
+
+
 def specular_mask(roughness: np.ndarray, metallic: np.ndarray | None, rng, cfg: Degradation = DEFAULT) -> np.ndarray:
     """An old specular mask from roughness/metallic through a random tone curve, blurred and noisy."""
     gloss = 1.0 - roughness
@@ -111,21 +130,15 @@ def render_old_game(maps: dict, rng: np.random.Generator, cfg: Degradation = DEF
         shade *= np.clip(1.0 - _uniform(rng, cfg.cavity_amount) * cavity * 0.5, 0.2, 1.0)
     azimuth = rng.uniform(0, 2 * np.pi)
     elevation = np.radians(_uniform(rng, cfg.light_elevation_deg))
-    light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)],
-                     np.float32)
-    n_dot_l = np.clip(normal @ light, 0.0, None) / light[2]  # 1 on flat ground
-    shade *= 1.0 + (n_dot_l - 1.0) * _uniform(rng, cfg.light_amount)
+    light = key_light(azimuth, elevation)
+    shade *= 1.0 + (lambert(normal, light) - 1.0) * _uniform(rng, cfg.light_amount)
     if metallic is not None:
         grey = (albedo @ LUMA)[..., None]
         darkening = _uniform(rng, cfg.metal_darkening) * metallic[..., None]
         albedo = albedo * (1 - darkening) + grey * 0.6 * darkening
     linear = albedo * shade[..., None]
     if roughness is not None:
-        half = light + np.array([0, 0, 1], np.float32)
-        half /= np.linalg.norm(half)
-        gloss = (1.0 - roughness) ** 2
-        sheen = np.clip(normal @ half, 0, 1) ** (8 + 56 * gloss) * gloss * _uniform(rng, cfg.sheen_amount)
-        linear = linear + sheen[..., None]
+        linear = linear + (sheen(normal, light, roughness) * _uniform(rng, cfg.sheen_amount))[..., None]
     linear = linear * (1.0 + rng.normal(0, cfg.cast_sigma, 3)).astype(np.float32)
     srgb = linear_to_srgb(np.clip(linear, 0, 1))
     mean = srgb.mean()

@@ -49,8 +49,8 @@ TRUTH_MAPS = ("albedo", "normal", "roughness", "metallic", "ao", "height")
 OLD_GAME_MAPS = ("diffuse", "normal", "specular", "height")
 COLOUR_SPACES = {"albedo": "srgb", "diffuse": "srgb", "normal": "normal_opengl"}  # everything else linear
 # Licences whose terms allow training and redistribution of derived weights with attribution.
-ALLOWED_LICENCES = ("CC0-1.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "GPL-2.0-or-later",
-                    "GPL-3.0-or-later", "MIT")
+ALLOWED_LICENCES = ("CC0-1.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-3.0-AU", "CC-BY-SA-4.0",
+                    "GPL-2.0-or-later", "GPL-2+", "GPL-3.0-or-later", "GPL-3+", "MIT", "Zlib", "public-domain")
 LICENCE_FILES = ("LICENSE.md", "LICENSE", "LICENSE.txt", "COPYING", "CREDITS.md", "SOURCES.md", "README.md")
 # Free-text licence statements, most specific first (an SPDX identifier in the file wins over these).
 _LICENCE_PATTERNS = (
@@ -319,9 +319,39 @@ FINDERS = {"gltf": find_gltf, "godot": find_godot, "tagged": find_tagged, "red_e
 
 # ------------------------------------------------------------------------------------------ licences
 
-def licence_of(path: Path, root: Path, default: str | None = None) -> tuple[str | None, str | None]:
+def dep5_licences(copyright_file: Path) -> list[tuple[list[str], str]]:
+    """(file patterns, licence) paragraphs of a Debian machine-readable copyright file, in order."""
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", Path(copyright_file).read_text(encoding="utf-8", errors="replace")):
+        files = re.search(r"^Files:(.*(?:\n[ \t].*)*)", block, re.M)
+        licence = re.search(r"^License:\s*(\S+)", block, re.M)
+        if files and licence:
+            paragraphs.append((files.group(1).split(), _DEP5_NAMES.get(licence.group(1), licence.group(1))))
+    return paragraphs
+
+
+_DEP5_NAMES = {"CC-BY-SA-3.0+": "CC-BY-SA-3.0", "Expat": "MIT"}
+
+
+def _dep5_match(path: Path, paragraphs) -> str | None:
+    """The licence of the last paragraph whose pattern matches the path (patterns are relative to the
+    source package's root, so every tail of the path is tried)."""
+    from fnmatch import fnmatchcase
+    tails = ["/".join(path.parts[i:]) for i in range(len(path.parts))]
+    found = None
+    for patterns, licence in paragraphs:
+        if any(fnmatchcase(tail, pattern) for pattern in patterns for tail in tails):
+            found = licence
+    return found
+
+
+def licence_of(path: Path, root: Path, default: str | None = None, dep5=None) -> tuple[str | None, str | None]:
     """(SPDX id, the file that states it) for a file under root: the nearest licence-bearing file in its
     folder or above (up to root), its first SPDX identifier, else its first known licence phrase."""
+    if dep5:
+        licence = _dep5_match(path, dep5_licences(dep5))
+        if licence:
+            return licence, str(dep5)
     folder = path.parent
     while True:
         for name in LICENCE_FILES:
@@ -426,6 +456,7 @@ class ImportConfig:
     exclude: tuple[str, ...] = ()     # path fragments to skip (e.g. DamagedHelmet: not redistributable)
     max_side: int = MAX_SIDE
     stylised: bool = False            # hand-painted game art, not measured PBR (kept out of held-out)
+    dep5: Path | None = None          # a Debian copyright file stating each file's licence
 
 
 def load_index(lib: Path) -> dict:
@@ -468,7 +499,7 @@ def import_sources(roots, lib: Path, cfg: ImportConfig, report: DataReport | Non
             if digest in seen_files and _same_maps(index["materials"][seen_files[digest]], candidate):
                 report.skip(where, "same files as a material already in the library")
                 continue
-            licence, licence_file = licence_of(candidate.maps[key].path, root, cfg.licence)
+            licence, licence_file = licence_of(candidate.maps[key].path, root, cfg.licence, cfg.dep5)
             if licence not in ALLOWED_LICENCES:
                 report.skip(where, f"licence {licence or 'unknown'} is not one training may use")
                 continue
@@ -720,6 +751,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--exclude", action="append", default=[], help="skip files whose path contains this")
     p.add_argument("--max-side", type=int, default=MAX_SIDE)
     p.add_argument("--stylised", action="store_true", help="hand-painted art: never in the held-out split")
+    p.add_argument("--dep5", type=Path, help="Debian copyright file (DEP-5) stating each file's licence")
     p.set_defaults(func=_import_command)
     s = commands.add_parser("summary", help="counts per source, map, licence, kind and split")
     s.add_argument("lib", type=Path)
@@ -728,7 +760,8 @@ def register_cli(subparsers) -> None:
 
 def _import_command(args) -> int:
     cfg = ImportConfig(source=args.source, licence=args.licence, finders=tuple(args.finder or FINDERS),
-                       exclude=tuple(args.exclude), max_side=args.max_side, stylised=args.stylised)
+                       exclude=tuple(args.exclude), max_side=args.max_side, stylised=args.stylised,
+                       dep5=args.dep5)
     report = DataReport()
     index = import_sources(args.sources, args.out, cfg, report)
     mine = [m for m in index["materials"].values() if m["source"] == args.source]
