@@ -36,4 +36,6 @@ time imp "$src/ogre" --source ogre-ambientcg --finder tagged --licence CC0-1.0
 time imp "$src/redeclipse/usr/share/games/redeclipse/data" --source red-eclipse --finder red_eclipse \
     --dep5 "$src/redeclipse/usr/share/doc/redeclipse-data/copyright" \
     --max-side 512
+time imp "$src/stk/usr/share/games/supertuxkart/data" --source supertuxkart --finder supertuxkart --stylised \
+    --dep5 "$src/stk/usr/share/doc/supertuxkart-data/copyright" --max-side 512
 "$py" -m trainer data summary "$lib"

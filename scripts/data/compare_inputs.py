@@ -53,7 +53,7 @@ def main() -> int:
                  for k in ("saturation", "contrast", "low_frequency_energy")]
         print(f"| {name} | {len(group)} | " + " | ".join(cells) + " |")
     if args.sheet:
-        tile = 96
+        tile = 64
         rows = [np.concatenate([periodic_resize(g[i % len(g)], tile, tile) for i in range(8)], axis=1)
                 for g in images.values() if g]
         write_png(args.sheet, np.concatenate(rows, axis=0))

@@ -243,3 +243,51 @@ def test_truth_samples_get_old_game_inputs_rendered_from_the_truth(tmp_path):
     assert sample["diffuse"].shape == sample["albedo"].shape == (3, 32, 32)
     assert not np.allclose(sample["diffuse"], sample["albedo"], atol=0.02)  # something was baked in
     assert abs(float(sample["diffuse"].mean() - sample["albedo"].mean())) < 0.25
+
+
+def test_debian_copyright_states_each_files_licence(tmp_path):
+    copyright_file = tmp_path / "copyright"
+    copyright_file.write_text(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n"
+        "Files: *\nCopyright: someone\nLicense: CC-BY-SA-3.0+\n\n"
+        "Files: data/textures/set/t1*\n data/other/*\nCopyright: other\nLicense: CC-BY-NC-3.0\n")
+    data = _red_eclipse(tmp_path / "re", 2)
+    report = library.DataReport()
+    library.import_sources([data], tmp_path / "lib", library.ImportConfig(source="re", finders=("red_eclipse",),
+                                                                          dep5=copyright_file), report)
+    (entry,) = library.load_index(tmp_path / "lib")["materials"].values()
+    assert entry["name"] == "t0" and entry["licence"] == "CC-BY-SA-3.0"
+    assert report.skipped == {"licence CC-BY-NC-3.0 is not one training may use": 1}
+
+
+def test_concat_reads_two_sources_as_one():
+    from trainer.data.mixing import Concat
+
+    class Source:
+        domain, report = 0, None
+
+        def __init__(self, keys):
+            self.keys = keys
+
+        def __len__(self):
+            return len(self.keys)
+
+        def material_key(self, i):
+            return self.keys[i]
+
+        def labels_of(self, i):
+            return None
+
+        def load(self, i, rng, size, resolution=None):
+            return self.keys[i]
+
+    both = Concat([Source(["a", "b"]), Source(["c"])])
+    assert len(both) == 3 and [both.material_key(i) for i in range(3)] == ["a", "b", "c"]
+    assert both.load(2, None, (4, 4)) == "c"
+
+
+def test_the_first_licence_statement_of_a_credits_file_is_the_files_licence(tmp_path):
+    (tmp_path / "CREDITS.md").write_text("Textures from Poly Haven, licensed under CC0 1.0.\n\n"
+                                         "## Flashlight model\n- License: CC Attribution (CC BY 4.0)\n")
+    (tmp_path / "a").mkdir()
+    assert library.licence_of(tmp_path / "a" / "x.png", tmp_path) == ("CC0-1.0", str(tmp_path / "CREDITS.md"))

@@ -8,6 +8,7 @@ Import (`python -m trainer data import SRC... --out LIB`) recognises
   * Godot materials (`.tres` StandardMaterial3D): albedo, normal and the ORM channels they name;
   * tagged file sets (ambientCG, Poly Haven, Node Wrangler names, texturecan, Poliigon): the rules of
     addon/engine/naming.py, with packed ORM/ARM maps unpacked and gloss turned into roughness;
+  * SuperTuxKart `materials.xml` (gloss map: R glossiness, G metallic), stylised;
   * Red Eclipse `.cfg` texture slots (`texture 0|c` diffuse, `n` normal, `s` specular, `z` height):
     old-game sets without PBR truth.
 Every material records its source, licence (found in the source's LICENSE/README/CREDITS files,
@@ -52,7 +53,8 @@ COLOUR_SPACES = {"albedo": "srgb", "diffuse": "srgb", "normal": "normal_opengl"}
 ALLOWED_LICENCES = ("CC0-1.0", "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-3.0-AU", "CC-BY-SA-4.0",
                     "GPL-2.0-or-later", "GPL-2+", "GPL-3.0-or-later", "GPL-3+", "MIT", "Zlib", "public-domain")
 LICENCE_FILES = ("LICENSE.md", "LICENSE", "LICENSE.txt", "COPYING", "CREDITS.md", "SOURCES.md", "README.md")
-# Free-text licence statements, most specific first (an SPDX identifier in the file wins over these).
+# Free-text licence statements (an SPDX identifier in the file wins over these; of these, the first in
+# the file wins, the most specific on a tie).
 _LICENCE_PATTERNS = (
     (r"\bCC[- ]?BY[- ]?NC|NonCommercial", "CC-BY-NC"),
     (r"\bCC[- ]?BY[- ]?SA[- ]?4\.0|by-sa/4\.0", "CC-BY-SA-4.0"),
@@ -314,7 +316,40 @@ def _resolve(data_root: Path, rel: str) -> Path | None:
     return None
 
 
-FINDERS = {"gltf": find_gltf, "godot": find_godot, "tagged": find_tagged, "red_eclipse": find_red_eclipse}
+def find_supertuxkart(root: Path) -> list[Candidate]:
+    """SuperTuxKart `materials.xml` entries with a `gloss-map` (R = glossiness, so roughness = 1 - R;
+    G = metallic) and a `normal-map`. Textures are found beside the XML, else in the game's shared
+    `textures/` folder. Hand-painted art: import it with --stylised."""
+    import xml.etree.ElementTree as ET
+
+    shared = next((p / "textures" for p in [root, *root.parents] if (p / "textures").is_dir()), None)
+
+    def locate(folder: Path, name: str | None) -> Path | None:
+        for place in (folder, shared):
+            if name and place is not None and (place / name).is_file():
+                return place / name
+        return None
+
+    found = []
+    for xml in sorted(root.rglob("materials.xml")):
+        try:
+            materials = ET.parse(xml).getroot().iter("material")
+        except ET.ParseError:
+            continue
+        for material in materials:
+            albedo = locate(xml.parent, material.get("name"))
+            gloss = locate(xml.parent, material.get("gloss-map"))
+            normal = locate(xml.parent, material.get("normal-map"))
+            if albedo is None or gloss is None or normal is None:
+                continue
+            maps = {"albedo": MapSource(albedo), "normal": MapSource(normal), "roughness": MapSource(gloss, 0, True),
+                    "metallic": MapSource(gloss, 1)}
+            found.append(Candidate(albedo.stem, "truth", maps, "auto", "supertuxkart"))
+    return found
+
+
+FINDERS = {"gltf": find_gltf, "godot": find_godot, "tagged": find_tagged, "red_eclipse": find_red_eclipse,
+           "supertuxkart": find_supertuxkart}
 
 
 # ------------------------------------------------------------------------------------------ licences
@@ -330,7 +365,7 @@ def dep5_licences(copyright_file: Path) -> list[tuple[list[str], str]]:
     return paragraphs
 
 
-_DEP5_NAMES = {"CC-BY-SA-3.0+": "CC-BY-SA-3.0", "Expat": "MIT"}
+_DEP5_NAMES = {"CC-BY-SA-3.0+": "CC-BY-SA-3.0", "Expat": "MIT", "CC0": "CC0-1.0", "zlib": "Zlib"}
 
 
 def _dep5_match(path: Path, paragraphs) -> str | None:
@@ -361,9 +396,12 @@ def licence_of(path: Path, root: Path, default: str | None = None, dep5=None) ->
                 spdx = re.search(r'SPDX[- ]license[- ]identifier:?\s*"?([\w.+-]+)', text, re.I)
                 if spdx:
                     return spdx.group(1), str(file)
-                for pattern, licence in _LICENCE_PATTERNS:
-                    if re.search(pattern, text, re.I):
-                        return licence, str(file)
+                # The statement that comes first is the one about the files (credits list the
+                # exceptions further down).
+                hits = [(m.start(), rank, licence) for rank, (pattern, licence) in enumerate(_LICENCE_PATTERNS)
+                        if (m := re.search(pattern, text, re.I))]
+                if hits:
+                    return min(hits)[2], str(file)
         if folder == root or root not in folder.parents:
             return default, None
         folder = folder.parent
