@@ -21,8 +21,9 @@ py=${PYTHON:-python}
     Samples/Media/materials/textures/WoodFloor043_1K_Color.jpg \
     Samples/Media/materials/textures/WoodFloor043_1K_NormalGL.jpg
 mkdir -p "$data/debs" "$src/redeclipse" "$src/stk"
-(cd "$data/debs" && { ls redeclipse-data_*.deb >/dev/null 2>&1 || apt-get download redeclipse-data; }
-                 && { ls supertuxkart-data_*.deb >/dev/null 2>&1 || apt-get download supertuxkart-data; })
+for package in redeclipse-data supertuxkart-data; do
+    ls "$data/debs/${package}"_*.deb >/dev/null 2>&1 || (cd "$data/debs" && apt-get download "$package")
+done
 [ -d "$src/redeclipse/usr" ] || dpkg-deb -x "$data"/debs/redeclipse-data_*.deb "$src/redeclipse"
 [ -d "$src/stk/usr" ] || dpkg-deb -x "$data"/debs/supertuxkart-data_*.deb "$src/stk"
 
