@@ -291,3 +291,22 @@ def test_the_first_licence_statement_of_a_credits_file_is_the_files_licence(tmp_
                                          "## Flashlight model\n- License: CC Attribution (CC BY 4.0)\n")
     (tmp_path / "a").mkdir()
     assert library.licence_of(tmp_path / "a" / "x.png", tmp_path) == ("CC0-1.0", str(tmp_path / "CREDITS.md"))
+
+
+def test_supertuxkart_gloss_maps_give_roughness_and_metallic(tmp_path):
+    m = _material(11, "metal")
+    data = tmp_path / "data"
+    (data / "textures").mkdir(parents=True)
+    (data / "karts" / "k").mkdir(parents=True)
+    write_png(data / "karts" / "k" / "body.png", m.albedo)
+    write_png(data / "textures" / "body_nm.png", encode_normal(m.normal, directx=False))
+    write_png(data / "karts" / "k" / "body_gloss.png", np.stack([1 - m.roughness, m.metallic, 0 * m.ao], -1))
+    (data / "karts" / "k" / "materials.xml").write_text(
+        '<materials><material name="body.png" gloss-map="body_gloss.png" normal-map="body_nm.png"/>'
+        '<material name="decal.png" gloss-map="body_gloss.png"/></materials>')
+    (entry,) = _import(data, tmp_path / "lib", finders=("supertuxkart",), licence="CC-BY-SA-3.0",
+                       stylised=True)["materials"].values()
+    assert entry["stylised"] and entry["split"] == "train"
+    stored = read_material(tmp_path / "lib", entry)
+    np.testing.assert_allclose(stored["roughness"], m.roughness, atol=1.5 / 255)
+    np.testing.assert_allclose(stored["metallic"], m.metallic, atol=1 / 255)

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 INDEX_FILE = "index.json"
 MATERIAL_FILE = "material.json"
 MAX_SIDE = 1024
+MIN_SIDE = 16
 TRUTH_MAPS = ("albedo", "normal", "roughness", "metallic", "ao", "height")
 OLD_GAME_MAPS = ("diffuse", "normal", "specular", "height")
 COLOUR_SPACES = {"albedo": "srgb", "diffuse": "srgb", "normal": "normal_opengl"}  # everything else linear
@@ -544,7 +545,7 @@ def import_sources(roots, lib: Path, cfg: ImportConfig, report: DataReport | Non
             try:
                 entry = _import_one(candidate, root, lib, cfg, licence, licence_file, index)
             except (PBRForgeError, OSError, ValueError) as exc:
-                report.skip(where, f"unreadable: {exc}")
+                report.skip(where, f"not imported: {exc}")
                 continue
             if entry is None:
                 report.skip(where, "near-copy of a material already in the library")
@@ -573,6 +574,8 @@ def _import_one(candidate: Candidate, root: Path, lib: Path, cfg: ImportConfig, 
     colour = _read_map(candidate.maps[colour_key], cache)
     alpha = colour[..., 3] if colour.ndim == 3 and colour.shape[-1] == 4 and candidate.alpha_is_coverage else None
     h, w = colour.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ValueError(f"{w}x{h} is below {MIN_SIDE} px, too small to learn from")
     scale = min(1.0, cfg.max_side / max(h, w))
     size = (max(4, round(h * scale / 4) * 4), max(4, round(w * scale / 4) * 4))
     maps = {colour_key: _fit(as_rgb(colour), size)}
