@@ -131,24 +131,37 @@ def words_of(name: str | PurePath) -> list[str]:
     >>> words_of("MetalPlates001_1K_NormalGL.jpg")
     ['metal', 'plates', '001', '1k', 'normal', 'gl']
     """
+    return _split(name)[0]
+
+
+def _split(name: str | PurePath) -> tuple[list[str], list[bool]]:
+    """words_of(name), and for each word whether it starts a separator-delimited chunk."""
     path = PurePath(name)
     stem = path.stem if path.suffix.lower() in IMAGE_EXTENSIONS else path.name
-    return [w.lower() for chunk in _TAG_SEPARATORS.split(stem) for w in _WORD.findall(chunk)]
+    words, starts = [], []
+    for chunk in _TAG_SEPARATORS.split(stem):
+        for i, word in enumerate(_WORD.findall(chunk)):
+            words.append(word.lower())
+            starts.append(i == 0)
+    return words, starts
 
 
-def _tagged(words: list[str]) -> tuple[int, int, str] | None:
+def _tagged(words: list[str], starts: list[bool]) -> tuple[int, int, str] | None:
     """(first, last) word positions of the map tag of a name and its map, or None.
 
     The last tagged word wins ('rusty_metal_roughness' is roughness), a run of words tagging the same
     map counts as one ('wood_base_color'), a tag needs a name before it ('metal_plate.png' is a plate,
-    not a metallic map) and Poliigon's workflow label after the resolution is not a tag.
+    not a metallic map) and Poliigon's workflow label after the resolution is not a tag. Only a word
+    that starts a chunk between separators can be a tag: the CamelCase words after it qualify it
+    ('NormalGL', 'ambientOcclusion'), so Skyrim names such as 'DwemerMetal01' or 'ArmorSteelArm' stay
+    plain names.
     """
     end = len(words)
     if end >= 3 and words[-1] in _POLIIGON_WORKFLOWS and _RESOLUTION.fullmatch(words[-2]) and \
             any(w in _TAG_TO_MAP for w in words[1:-2]):
         end -= 2
     for last in range(end - 1, 0, -1):
-        role = _TAG_TO_MAP.get(words[last])
+        role = _TAG_TO_MAP.get(words[last]) if starts[last] else None
         if role is not None:
             first = last
             while first - 1 > 0 and _TAG_TO_MAP.get(words[first - 1]) == role:
@@ -159,15 +172,15 @@ def _tagged(words: list[str]) -> tuple[int, int, str] | None:
 
 def tag_role(name: str | PurePath) -> str | None:
     """The map a file name is tagged with ('base_color', 'normal', 'gloss', 'orm', ...), or None."""
-    tagged = _tagged(words_of(name))
+    tagged = _tagged(*_split(name))
     return tagged[2] if tagged else None
 
 
 def set_key(name: str | PurePath) -> str | None:
     """The name of the material set a tagged file belongs to: its words before the tag
     ('rusty_metal_02_nor_gl_1k.jpg' -> 'rusty metal 02'); None for an untagged name."""
-    words = words_of(name)
-    tagged = _tagged(words)
+    words, starts = _split(name)
+    tagged = _tagged(words, starts)
     return " ".join(words[:tagged[0]]) if tagged else None
 
 
@@ -185,8 +198,8 @@ def tagged_sets(paths) -> dict[str, dict[str, list[Path]]]:
     for path in sorted(Path(p) for p in paths):
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
-        words = words_of(path)
-        tagged = _tagged(words)
+        words, starts = _split(path)
+        tagged = _tagged(words, starts)
         if tagged is None:
             continue
         first, last, role = tagged
@@ -200,8 +213,8 @@ def tagged_sets(paths) -> dict[str, dict[str, list[Path]]]:
 
 def _siblings_of(path: Path, from_map: str) -> dict[str, list[Path]]:
     """The maps of the set `path` belongs to as a `from_map` file (empty when it is not one)."""
-    words = words_of(path)
-    tagged = _tagged(words)
+    words, starts = _split(path)
+    tagged = _tagged(words, starts)
     if tagged is None or tagged[2] != from_map:
         return {}
     files = [p for p in _files_by_lower_name(path.parent).values() if p.suffix.lower() in IMAGE_EXTENSIONS]
