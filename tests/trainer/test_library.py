@@ -310,3 +310,19 @@ def test_supertuxkart_gloss_maps_give_roughness_and_metallic(tmp_path):
     stored = read_material(tmp_path / "lib", entry)
     np.testing.assert_allclose(stored["roughness"], m.roughness, atol=1.5 / 255)
     np.testing.assert_allclose(stored["metallic"], m.metallic, atol=1 / 255)
+
+
+def test_command_line_imports_and_summarises(tmp_path, capsys):
+    from trainer.__main__ import main
+
+    _licence(tmp_path / "src")
+    _poly_haven_set(tmp_path / "src" / "a", "rock", _material(1))
+    _poly_haven_set(tmp_path / "src" / "b", "skip_me", _material(13, "wood"))
+    assert main(["data", "import", str(tmp_path / "src"), "--out", str(tmp_path / "lib"), "--source", "cli",
+                 "--exclude", "skip_me"]) == 0
+    assert "cli: 1 materials" in capsys.readouterr().out
+    assert main(["data", "summary", str(tmp_path / "lib")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["source"] == {"cli": 1} and summary["licence"] == {"CC0-1.0": 1}
+    assert summary["maps"]["roughness"] == 1 and summary["heldout_tiling"] == 1
+    assert main(["data", "import", str(tmp_path / "missing"), "--out", str(tmp_path / "lib"), "--source", "x"]) == 2
