@@ -18,7 +18,6 @@ baseline is the number to drive down (the product target is <= 0.5, and a BRDF-c
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from trainer import metrics
 from trainer.baselines import classic_baseline, identity_baseline
 from trainer.contract import MAP_CHANNELS
 from trainer.data.common import decode_normal, encode_normal, periodic_resize
+from trainer.data.mixing import stable_int
 
 MAPS = ("albedo",) + MAP_CHANNELS
 METHODS = ("models", "identity", "classic")
@@ -54,10 +54,6 @@ class Case:
     mask: np.ndarray | None = None
 
 
-def _seed(*parts) -> int:
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
-
-
 def library_cases(lib, split: str = "heldout", size: int = DEFAULT_SIZE, seed: int = 0):
     """The truth materials of a library split, resized whole to size x size, with their inputs."""
     from trainer.data.degrade import render_old_game
@@ -68,7 +64,7 @@ def library_cases(lib, split: str = "heldout", size: int = DEFAULT_SIZE, seed: i
         maps = {k: periodic_resize(v, size, size) for k, v in dataset.read_material(i).items()}
         maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
         mask = maps.pop("mask", None)
-        rng = np.random.default_rng(_seed(seed, dataset.material_key(i)))
+        rng = np.random.default_rng(stable_int(seed, dataset.material_key(i)))
         diffuse, normal_pixels = render_old_game(maps, rng)
         yield Case(dataset.material_key(i), maps, diffuse, normal_pixels, None if mask is None else mask > 0.5)
 

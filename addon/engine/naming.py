@@ -154,7 +154,8 @@ def _tagged(words: list[str], starts: list[bool]) -> tuple[int, int, str] | None
     not a metallic map) and Poliigon's workflow label after the resolution is not a tag. Only a word
     that starts a chunk between separators can be a tag: the CamelCase words after it qualify it
     ('NormalGL', 'ambientOcclusion'), so Skyrim names such as 'DwemerMetal01' or 'ArmorSteelArm' stay
-    plain names.
+    plain names. A word naming several maps ('MetalRoughness') is a "packed" map whose channel layout
+    the name does not state.
     """
     end = len(words)
     if end >= 3 and words[-1] in _POLIIGON_WORKFLOWS and _RESOLUTION.fullmatch(words[-2]) and \
@@ -163,6 +164,9 @@ def _tagged(words: list[str], starts: list[bool]) -> tuple[int, int, str] | None
     for last in range(end - 1, 0, -1):
         role = _TAG_TO_MAP.get(words[last]) if starts[last] else None
         if role is not None:
+            chunk_end = next((i for i in range(last + 1, len(words)) if starts[i]), len(words))
+            if {_TAG_TO_MAP.get(w, role) for w in words[last:chunk_end]} != {role}:
+                role = "packed"  # 'MetalRoughness', 'OcclusionRoughnessMetallic': a pack, layout unstated
             first = last
             while first - 1 > 0 and _TAG_TO_MAP.get(words[first - 1]) == role:
                 first -= 1

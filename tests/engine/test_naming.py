@@ -64,6 +64,7 @@ def test_is_conversion_input_accepts_only_diffuse_textures_outside_pbr(path, exp
     # Skyrim names: a tag inside a CamelCase word is part of the name, not a map.
     ("DwemerMetal01.dds", None), ("ArmorSteelArm.dds", None), ("IronBaseColor.dds", None),
     ("Metal_006_ambientOcclusion.jpg", "ao"), ("MetalPlates001_1K_NormalGL.jpg", "normal"),
+    ("WoodFloor043_1K_MetalRoughness.jpg", "packed"), ("Avocado_roughnessMetallic.png", "packed"),
 ])
 def test_tag_role_follows_node_wrangler_tags(name, role):
     assert naming.tag_role(name) == role

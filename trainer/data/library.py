@@ -24,11 +24,10 @@ as OpenGL; data maps linear; height 16-bit.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +35,11 @@ import numpy as np
 from addon.engine import naming
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image, write_png
+from addon.engine.manifest import sha256_of
 from addon.engine.pipeline import detect_normal_convention
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
 from trainer.data.matsynth import DataSourceError
+from trainer.data.mixing import stable_int
 from trainer.data.sample import DOMAIN_MATSYNTH, DOMAIN_SKYRIM, make_sample
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,6 @@ class Candidate:
     atlas: bool | None = None      # True: UV atlas, None: detect from the seams
     uv_triangles: np.ndarray | None = None  # (T, 3, 2) UVs of the meshes using it (glTF)
     alpha_is_coverage: bool = True  # the colour's alpha cuts out unused area (False: it packs a map)
-    notes: list = field(default_factory=list)
 
 
 def find_gltf(root: Path) -> list[Candidate]:
@@ -480,11 +480,6 @@ def is_near_copy(hash_a: str, colour_a, hash_b: str, colour_b) -> bool:
     return hash_distance(hash_a, hash_b) <= NEAR_COPY_BITS and colour_distance <= NEAR_COPY_COLOUR
 
 
-def sha256_file(path: Path) -> str:
-    from addon.engine.manifest import sha256_of
-    return sha256_of(path)
-
-
 # ------------------------------------------------------------------------------------------ import
 
 @dataclass
@@ -534,7 +529,7 @@ def import_sources(roots, lib: Path, cfg: ImportConfig, report: DataReport | Non
             if "normal" not in candidate.maps:
                 report.skip(where, "no normal map (the converter's input)")
                 continue
-            digest = sha256_file(candidate.maps[key].path)
+            digest = sha256_of(candidate.maps[key].path)
             if digest in seen_files and _same_maps(index["materials"][seen_files[digest]], candidate):
                 report.skip(where, "same files as a material already in the library")
                 continue
@@ -627,15 +622,15 @@ def _import_one(candidate: Candidate, root: Path, lib: Path, cfg: ImportConfig, 
     if mask is not None:
         write_png(folder / "mask.png", mask)
     files = {name: {"map": name, "path": str(s.path.relative_to(root)) if root in s.path.parents else str(s.path),
-                    "sha256": sha256_file(s.path), "channel": s.channel, "inverted": s.invert, "scale": s.scale}
+                    "sha256": sha256_of(s.path), "channel": s.channel, "inverted": s.invert, "scale": s.scale}
              for name, s in candidate.maps.items()}
     entry = {
         "id": mid, "name": candidate.name, "source": cfg.source, "role": candidate.role, "finder": candidate.finder,
         "licence": licence, "licence_file": licence_file, "root": str(root), "files": files,
         "maps": sorted(maps), "colour_spaces": {n: COLOUR_SPACES.get(n, "linear") for n in maps},
         "normal_convention": normal_info, "kind": kind, "used_area": float(mask.mean()) if mask is not None else 1.0,
-        "size": list(size), "hash": digest, "mean_colour": mean_colour, "stylised": cfg.stylised, "group": _group(cfg.source, candidate.name),
-        "notes": candidate.notes,
+        "size": list(size), "hash": digest, "mean_colour": mean_colour, "stylised": cfg.stylised,
+        "group": _group(cfg.source, candidate.name),
     }
     (folder / MATERIAL_FILE).write_text(json.dumps(entry, indent=1))
     return entry
@@ -667,7 +662,7 @@ def assign_split(index: dict) -> None:
     held = {m["group"] for m in materials.values() if m.get("split") == "heldout"}
     pool = sorted({m["group"] for m in materials.values()
                    if m["role"] == "truth" and m["kind"] == "tiling" and not m["stylised"]},
-                  key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+                  key=lambda g: (stable_int(g), g))
     tiling = [m for m in materials.values() if m["role"] == "truth" and m["kind"] == "tiling" and not m["stylised"]]
     target = max(HELD_OUT_MIN, int(round(HELD_OUT_FRACTION * len(tiling))))
     for group in pool:
