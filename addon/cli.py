@@ -281,5 +281,15 @@ def _save_blend(blend_path: Path, written_sets: dict) -> bool:
     return True
 
 
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """main() as a program: after an interrupted run has printed its summary, a late Ctrl-C or
+    SIGTERM (the user pressing again while Python shuts down) must not kill it with a traceback."""
+    code = main(argv)
+    if code == 130:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()
