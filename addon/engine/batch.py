@@ -113,6 +113,7 @@ def discover(input_dir: str | os.PathLike, exclude=None, recursive: bool = True
     walks = ((root, entry) for root in roots for entry in os.walk(root))
     for root, (folder, subfolders, files) in walks:
         folder = Path(folder)
+        listing = {name.lower(): folder / name for name in files}
         subfolders[:] = sorted(
             name for name in subfolders
             if recursive and not (folder == root and name.lower() == naming.TRUEPBR_FOLDER)
@@ -128,7 +129,7 @@ def discover(input_dir: str | os.PathLike, exclude=None, recursive: bool = True
             if reason is not None:
                 ignored.append((path, {"texture": display, "reason": reason}))
                 continue
-            item = _texture_set(path, relative.with_suffix("").as_posix(), display)
+            item = _texture_set(path, relative.with_suffix("").as_posix(), display, listing)
             previous = chosen.get(item.key)
             if previous is not None:
                 keep, drop = sorted((previous, item), key=lambda s: _EXTENSION_RANK[s.diffuse.suffix.lower()])
@@ -141,12 +142,15 @@ def discover(input_dir: str | os.PathLike, exclude=None, recursive: bool = True
     return sorted(chosen.values(), key=lambda s: s.key), ignored
 
 
-def _texture_set(diffuse: Path, relative_stem: str, display: str) -> TextureSet:
+def _texture_set(diffuse: Path, relative_stem: str, display: str, listing: dict[str, Path]) -> TextureSet:
+    """The set of a diffuse and the files beside it that shape its output (listing: its folder's files)."""
+    def beside(suffix: str) -> Path | None:
+        return naming.find_sibling(diffuse, suffix, listing)
+
     actor = naming.top_folder(relative_stem) == naming.ACTORS_FOLDER
-    skin = naming.find_sibling(diffuse, "_sk") is not None or (actor and naming.find_sibling(diffuse, "_s") is not None)
+    skin = beside("_sk") is not None or (actor and beside("_s") is not None)
     return TextureSet(diffuse, naming.find_normal_for(diffuse), relative_stem, display,
-                      glow=naming.find_sibling(diffuse, "_g"),
-                      model_space_normal=naming.find_sibling(diffuse, "_msn"), skin=skin)
+                      glow=beside("_g"), model_space_normal=beside("_msn"), skin=skin)
 
 
 def truepbr_exclusion(item: TextureSet, model_space_normals: str) -> tuple[str, str] | None:

@@ -338,10 +338,14 @@ def safe_join(root: str | Path, relative: str | PurePath) -> Path:
     return target
 
 
-def find_sibling(diffuse_path: str | Path, suffix: str) -> Path | None:
-    """The file `<base><suffix>` beside a diffuse (any case, .dds/.tga/.png), or None."""
+def find_sibling(diffuse_path: str | Path, suffix: str, files: dict[str, Path] | None = None) -> Path | None:
+    """The file `<base><suffix>` beside a diffuse (any case, .dds/.tga/.png), or None.
+
+    files: the folder's files by lower-case name, when the caller has listed it already (discovery
+    looks up several suffixes per diffuse: one listing per folder, not per lookup).
+    """
     diffuse_path = Path(diffuse_path)
-    files = _files_by_lower_name(diffuse_path.parent)
+    files = _files_by_lower_name(diffuse_path.parent) if files is None else files
     base, _suffix = split_suffix(diffuse_path.stem)
     for ext in _extensions_preferring(diffuse_path.suffix):
         found = files.get(f"{base}{suffix}{ext}".lower())
