@@ -171,11 +171,11 @@ def name_warnings(item: TextureSet) -> list[str]:
     """Names the patchers or other tools mishandle: converted, but the user is told."""
     notes = []
     if not item.relative_stem.isascii():
-        notes.append("the path has non-ASCII characters; PGPatcher skips such textures (PBRNifPatcher takes "
-                     "them), rename the texture and its NIF references to plain ASCII for PGPatcher.")
+        notes.append("the path has non-ASCII characters, and PGPatcher skips such textures; for PGPatcher, rename "
+                     "the texture and its NIF references to plain ASCII.")
     if "." in PurePosixPath(item.relative_stem).name:
-        notes.append("the name has a dot before its extension; tools that cut names at the first dot "
-                     "(some NIF and BSA tools) will not find its True PBR files, rename it without the dot.")
+        notes.append("the name has a dot before its extension, which some modding tools take for the extension; "
+                     "if a patcher misses this texture, rename it (and its NIF references) without the dot.")
     return notes
 
 
@@ -400,6 +400,7 @@ class BatchJob:
                 self.left_out_by_rule[rule].append(item.display)
                 self.ignored.append({"texture": item.display, "reason": reason})
             self.sets = kept
+            self.ignored.sort(key=lambda entry: entry["texture"])
 
         if converter is None:
             from .pipeline import Converter  # onnxruntime is imported only when a job really runs

@@ -216,7 +216,7 @@ def test_the_summary_says_what_was_left_out_changed_or_warned(converted):
     assert not any(name.startswith("pbr/") for name in reasons)
     warnings = "\n".join(summary["warnings"])
     assert "clutter/odd.tga: the diffuse is 301x203" in warnings and "resampled to 300x204" in warnings
-    assert "clutter/Ärmel.png: the path has non-ASCII characters; PGPatcher skips" in warnings
+    assert "clutter/Ärmel.png: the path has non-ASCII characters, and PGPatcher skips" in warnings
     assert "clutter/rock.old.png: the name has a dot" in warnings
     assert "The BSA archives Whiterun Lamps - Meshes.bsa were not read; extract them first" in warnings
     assert f"{len(CONVERTED)} converted" in run.stdout
