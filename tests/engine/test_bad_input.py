@@ -2,8 +2,8 @@
 the real CLI entry (`addon.cli.main`), one table row each.
 
 For every row the test checks the exit code, the message, that no original changed (sha256 of
-every file that existed before the run), that nothing was written outside the output folder, and
-that every file the run left under a final name is complete (no temporary file left either).
+every file that existed before the run), that nothing was written outside the output folder (and,
+for a batch, its run-files folder beside it), and that every file the run left under a final name is complete (no temporary file left either).
 The images are generated here and tiny; the models are the seeded tiny set (tests/conftest.py).
 """
 from __future__ import annotations
