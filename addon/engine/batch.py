@@ -54,6 +54,10 @@ RUN_FILES_SUFFIX = ".pbr_forge"  # <output>.pbr_forge/ beside the output folder
 JOURNAL_NAME = "journal.jsonl"
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".pbr_forge.lock"
+# Where earlier versions kept a batch's journal and summary: inside the output folder, so a mod manager
+# installed them with the mod. A run removes them (the journal could not resume anyway: its records
+# predate TRUEPBR_RULES_VERSION).
+_LEGACY_RUN_FILES = (".pbr_forge_journal.jsonl", "pbr_forge_summary.json")
 # Folder names that say nothing about the mod: the patcher JSON is named after the folder above.
 _GENERIC_FOLDERS = ("textures", "data")
 # Bumped when the True PBR files or entries written for the same inputs change: a re-run rewrites
@@ -420,6 +424,7 @@ class BatchJob:
             _refuse_links_out_of(self.output_dir)
             _remove_stale_temporaries(self.output_dir)
             _remove_stale_temporaries(self.run_files_dir)
+            removed_legacy = _remove_legacy_run_files(self.output_dir)
             self._journal = Journal(self.run_files_dir / JOURNAL_NAME)
         except OSError as exc:
             self._output_lock.release()
@@ -455,6 +460,10 @@ class BatchJob:
             "ignored": self.ignored, "warnings": [], "cancelled": False,
             "patcher_json": None, "seconds": 0.0,
         }
+        if removed_legacy:
+            self.summary["warnings"].append(
+                f"Removed {', '.join(removed_legacy)} left in the output folder by an earlier version; the run's "
+                f"own files now live in '{self.run_files_dir}'.")
         if archives:
             self.summary["warnings"].append(
                 f"The BSA archives {', '.join(archives)} were not read; extract them first to convert their textures.")
@@ -716,6 +725,18 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
     for path in candidates:
         if fnmatch.fnmatch(path.name, f".*{TEMPORARY_SUFFIX}") and stat.S_ISREG(path.lstat().st_mode):
             path.unlink()
+
+
+def _remove_legacy_run_files(output_dir: Path) -> list[str]:
+    """Delete the journal and summary an earlier version wrote into the output folder (a link is
+    removed, never followed); the names removed."""
+    removed = []
+    for name in _LEGACY_RUN_FILES:
+        path = output_dir / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def _models_fingerprint(converter) -> str:

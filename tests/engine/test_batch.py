@@ -481,3 +481,16 @@ def test_a_second_run_into_a_busy_output_folder_is_refused_and_the_first_unaffec
     summary = json.loads(batch.default_summary_path(out).read_text(encoding="utf-8"))
     assert summary["converted"] == 30 and summary["input"] == str(mod)
     assert sorted(p.name for p in (out / "textures/pbr").iterdir()) == ["many"]  # nothing of the other mod
+
+
+def test_run_files_an_earlier_version_left_in_the_output_are_moved_out_of_the_mod(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".pbr_forge_journal.jsonl").write_text('{"key": "clutter/bowl", "status": "done"}\n')
+    (tmp_path / "notes.txt").write_text("the modder's notes")
+    (out / "pbr_forge_summary.json").symlink_to(tmp_path / "notes.txt")  # a link is removed, never followed
+    summary = _run(mini_mod, out, converter)
+    assert sorted(p.name for p in out.iterdir()) == ["PBRNifPatcher", "textures"]
+    assert (tmp_path / "notes.txt").read_text() == "the modder's notes"
+    assert any("Removed .pbr_forge_journal.jsonl, pbr_forge_summary.json" in w for w in summary["warnings"])
+    assert summary["converted"] == len(GOOD)  # the old journal did not mark anything done
