@@ -27,13 +27,14 @@ from trainer.checkpoint import (
     rng_state, write_json_atomic,
 )
 from trainer.config import RunConfig
+from trainer.contract import DOMAINS
 from trainer.gates import GateResult, check_gate, should_stop_early
 from trainer.logs import RunLogger, job_tags, tag_string
 from trainer.optim import create_optimizer, create_scheduler, scale_lr
 from trainer.plan import JobSpec, PhaseSpec, Plan, PlanError, parse_plan
 
 log = logging.getLogger("trainer")
-DOMAIN_IDS = {"matsynth": 0, "skyrim": 1}
+DOMAIN_IDS = {name: index for index, name in enumerate(DOMAINS)}
 
 
 class GateFailed(PBRForgeError):
