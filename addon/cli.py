@@ -59,7 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--models", type=Path)
     batch.add_argument("--allow-output-inside-input", action="store_true",
                        help="allow the output folder to lie inside the input folder")
-    batch.add_argument("--json", type=Path, help="where to write the run summary (JSON)")
+    batch.add_argument("--json", type=Path,
+                       help="where to write the run summary (JSON; default: OUTPUT.pbr_forge/summary.json)")
+    batch.add_argument("--model-space-normals", choices=("skip", "keep"), default="skip",
+                       help="sets with a model-space _msn normal: leave them out (default), or convert them and "
+                            "keep their _msn (\"lock_normal\")")
+    batch.add_argument("--smooth-angle", type=float,
+                       help="write this smooth_angle into every patcher entry (the patchers then recompute and "
+                            "weld the normals of every matching shape); default: none")
+    batch.add_argument("--name", help="name of the patcher JSON (default: the mod folder's name)")
     return parser
 
 
@@ -272,5 +280,15 @@ def _save_blend(blend_path: Path, written_sets: dict) -> bool:
     return True
 
 
+def run_and_exit(argv: list[str] | None = None) -> None:
+    """main() as a program: after an interrupted run has printed its summary, a late Ctrl-C or
+    SIGTERM (the user pressing again while Python shuts down) must not kill it with a traceback."""
+    code = main(argv)
+    if code == 130:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()

@@ -17,6 +17,6 @@ def cli_arguments(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO_ROOT))
-    from addon.cli import main
+    from addon.cli import run_and_exit
 
-    sys.exit(main(cli_arguments(sys.argv)))
+    run_and_exit(cli_arguments(sys.argv))

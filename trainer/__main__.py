@@ -1,4 +1,4 @@
-"""python -m trainer {run,train,synth,preflight,export} — the trainer's command line.
+"""python -m trainer {run,train,synth,preflight,export,data,evaluate} — the trainer's command line.
 
 `run` executes a phase plan (trainer/plans) into a run folder; `train` is the same command. Errors a
 user can cause print one sentence and exit with status 2; bugs stay loud (a traceback).
@@ -20,6 +20,8 @@ def _add_run_parser(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, export)")
     p.add_argument("--matsynth", help="folder of MatSynth parquet shards")
     p.add_argument("--skyrim", help="Skyrim pairs root (inputs/, targets/, preflight.json; see docs/data.md)")
+    p.add_argument("--library", help="material library (python -m trainer data import): ground truth joins the "
+                                     "MatSynth role, old-game sets the Skyrim role; held-out materials are never read")
     p.add_argument("--synthetic", type=int, metavar="N",
                    help="use N procedural materials per domain instead of --matsynth/--skyrim (CPU runs, CI)")
     p.add_argument("--phase", help="run only this phase (the earlier ones must be finished in --out)")
@@ -47,7 +49,7 @@ def _add_run_parser(subparsers, name: str, help_text: str) -> None:
 
 OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "grad_accum",
              "lr_scale", "val_batches",
-             "num_workers", "checkpoint_every", "compile", "lion", "wandb", "export_to", "matsynth", "skyrim")
+             "num_workers", "checkpoint_every", "compile", "lion", "wandb", "export_to", "matsynth", "skyrim", "library")
 
 
 def config_from_args(args) -> RunConfig:
@@ -62,9 +64,10 @@ def config_from_args(args) -> RunConfig:
 
 def _run_command(args) -> int:
     from trainer.train import run_plan
-    if args.synthetic is None and not (args.matsynth or args.skyrim) and not args.resume and not args.profile:
-        raise PBRForgeError("Give the training data: --matsynth PATH and --skyrim PATH, or --synthetic N "
-                            "for procedural data.")
+    if args.synthetic is None and not (args.matsynth or args.skyrim or args.library) and not args.resume \
+            and not args.profile:
+        raise PBRForgeError("Give the training data: --matsynth PATH and --skyrim PATH, --library LIB, or "
+                            "--synthetic N for procedural data.")
     cfg = config_from_args(args)
     exported = run_plan(cfg, resume=args.resume, force=args.force, only_phase=args.phase, export=not args.no_export)
     if exported:
@@ -73,8 +76,8 @@ def _run_command(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from trainer import export, quality
-    from trainer.data import preflight, synth
+    from trainer import evaluate, export
+    from trainer.data import library, preflight, synth
     parser = argparse.ArgumentParser(prog="python -m trainer", description="PBR Forge trainer")
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_run_parser(subparsers, "run", "run the training plan (all phases, or one with --phase)")
@@ -82,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.register_cli(subparsers)
     preflight.register_cli(subparsers)
     export.register_cli(subparsers)
-    quality.register_cli(subparsers)
+    evaluate.register_cli(subparsers)
+    library.register_cli(subparsers)
     return parser
 
 

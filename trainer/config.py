@@ -32,6 +32,7 @@ class RunConfig:
     out: str = "runs/default"
     matsynth: str | None = None        # MatSynth parquet folder
     skyrim: str | None = None          # Skyrim pairs root (docs/data.md)
+    library: str | None = None         # material library (trainer data import): its training split only
     synthetic: int | None = None       # procedural materials per domain instead of real data
     models_preset: str = "full"
     res_scale: float = 1.0             # multiplies every phase resolution (rounded to the UNet multiple)

@@ -102,7 +102,13 @@ MODEL_SIGNATURES = {
     },
 }
 
-PIPELINE_ORDER = ("albedo", "classifier", "metallic_seg", "maps")
+PIPELINE_ORDER = ("albedo", "classifier", "metallic_seg", "maps")  # also the trainer's model names
+
+# Training samples (docs/architecture.md): `domain` is an index into DOMAINS, and `valid[:, i]` flags
+# whether the batch item has the target VALID_TARGETS[i].
+DOMAINS = ("matsynth", "skyrim")
+VALID_TARGETS = ("albedo", *MAP_CHANNELS, "metallic_mask", "labels")
+VALID_INDEX = {name: index for index, name in enumerate(VALID_TARGETS)}
 
 
 def build_manifest(files: dict[str, dict], provenance: dict) -> dict:

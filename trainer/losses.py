@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainer.contract import MAP_CHANNELS, MATERIAL_CLASSES
+from trainer.contract import MAP_CHANNELS, MATERIAL_CLASSES, VALID_INDEX
 from trainer.metrics import hemisphere_directions, render_ggx
 
 METAL_WEIGHT = 4.0
@@ -58,9 +58,9 @@ def map_relevance(target_maps: torch.Tensor, metallic_mask: torch.Tensor, labels
     n = target_maps.shape[0]
     rough, metal, ao, height = target_maps.unbind(1)
     is_metal = metal > 0.5
-    mask_valid = valid[:, 5].view(n, 1, 1) > 0
+    mask_valid = valid[:, VALID_INDEX["metallic_mask"]].view(n, 1, 1) > 0
     is_metal = is_metal | (mask_valid & (metallic_mask[:, 0] > 0.5))
-    labelled_metal = (valid[:, 6] > 0) & (labels[:, METAL_CLASS] > 0.5)
+    labelled_metal = (valid[:, VALID_INDEX["labels"]] > 0) & (labels[:, METAL_CLASS] > 0.5)
     is_metal = is_metal | labelled_metal.view(n, 1, 1)
     weights = torch.stack([
         torch.ones_like(rough),
@@ -77,8 +77,8 @@ def maps_l1(pred_maps: torch.Tensor, target_maps: torch.Tensor, metallic_mask: t
     over the channels that have any valid sample (so a batch without AO targets does not dilute the rest)."""
     weights = map_relevance(target_maps, metallic_mask, labels, valid)
     losses = []
-    for c, _ in enumerate(MAP_CHANNELS):
-        mask = valid[:, 1 + c].view(-1, 1, 1, 1)
+    for c, name in enumerate(MAP_CHANNELS):
+        mask = valid[:, VALID_INDEX[name]].view(-1, 1, 1, 1)
         if mask.sum() > 0:
             losses.append(masked_l1(pred_maps[:, c:c + 1], target_maps[:, c:c + 1], mask, weights[:, c:c + 1]))
     return torch.stack(losses).mean() if losses else _zero(pred_maps)

@@ -12,7 +12,7 @@ sees the context models' detached outputs, so every model learns its own task on
 gradients never cross model boundaries. Evaluation (evaluate) reports the metrics of the real chain
 (predicted albedo and context, as the add-on runs it) and val_loss = the teacher-forced total loss.
 
-Batch dicts follow docs/architecture.md; valid[:, i] flags targets in trainer.data.common.VALID_TARGETS
+Batch dicts follow docs/architecture.md; valid[:, i] flags targets in trainer.contract.VALID_TARGETS
 order: albedo, roughness, metallic, ao, height, metallic_mask, labels.
 """
 from __future__ import annotations
@@ -24,15 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, UNET_MULTIPLE
+from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, PIPELINE_ORDER, UNET_MULTIPLE, VALID_INDEX
 from trainer.losses import maps_l1, masked_bce, masked_dice, masked_l1, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, l1, label_accuracy, mean_average_precision, pixel_accuracy,
                              rmse, ssim)
 
-MODEL_NAMES = ("albedo", "classifier", "metallic_seg", "maps")
+MODEL_NAMES = PIPELINE_ORDER
 RENDER_WEIGHT = 0.5     # maps loss = weighted L1 + RENDER_WEIGHT * render loss
 DICE_WEIGHT = 1.0       # SegFormer loss = BCE + DICE_WEIGHT * dice
-VALID = {"albedo": 0, "roughness": 1, "metallic": 2, "ao": 3, "height": 4, "metallic_mask": 5, "labels": 6}
+VALID = VALID_INDEX
 
 
 # ----------------------------------------------------------------------------- context inputs

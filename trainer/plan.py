@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from addon.engine.errors import PBRForgeError
+from trainer.contract import DOMAINS, PIPELINE_ORDER
 
 PLANS_DIR = Path(__file__).parent / "plans"
-MODEL_NAMES = ("classifier", "metallic_seg", "albedo", "maps")
-DOMAINS = ("matsynth", "skyrim")
+MODEL_NAMES = PIPELINE_ORDER
 OPTIMIZERS = ("adamw", "adam", "lion")
 # Scheduler name -> the torch keyword arguments a plan may set for it.
 SCHEDULER_KEYS = {

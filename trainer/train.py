@@ -27,13 +27,14 @@ from trainer.checkpoint import (
     rng_state, write_json_atomic,
 )
 from trainer.config import RunConfig
+from trainer.contract import DOMAINS
 from trainer.gates import GateResult, check_gate, should_stop_early
 from trainer.logs import RunLogger, job_tags, tag_string
 from trainer.optim import create_optimizer, create_scheduler, scale_lr
 from trainer.plan import JobSpec, PhaseSpec, Plan, PlanError, parse_plan
 
 log = logging.getLogger("trainer")
-DOMAIN_IDS = {"matsynth": 0, "skyrim": 1}
+DOMAIN_IDS = {name: index for index, name in enumerate(DOMAINS)}
 
 
 class GateFailed(PBRForgeError):
@@ -104,23 +105,28 @@ class Sources:
 def open_sources(cfg: RunConfig, plan: Plan, run_dir: Path, rt: Runtime) -> Sources:
     """The training and validation datasets per domain, from real folders or procedural data."""
     from trainer.data import matsynth, skyrim
-    from trainer.data.mixing import split_holdout
+    from trainer.data.mixing import Concat, split_holdout
     roots = {"matsynth": cfg.matsynth, "skyrim": cfg.skyrim}
     if cfg.synthetic:
         roots = synthetic_roots(cfg, plan, run_dir / "synthetic", rt)
     readers = {"matsynth": matsynth.MatSynthDataset, "skyrim": skyrim.SkyrimDataset.from_root}
+    datasets = {domain: readers[domain](root) for domain, root in roots.items() if root is not None}
+    if cfg.library:
+        # The library's training split only: its held-out materials are for `trainer evaluate`.
+        from trainer.data.library import LibraryDataset
+        for domain, role in (("matsynth", "truth"), ("skyrim", "old_game")):
+            library = LibraryDataset(cfg.library, split="train", role=role)
+            if len(library):
+                datasets[domain] = Concat([datasets[domain], library]) if domain in datasets else library
     train, val = {}, {}
-    for domain, root in roots.items():
-        if root is None:
-            continue
-        dataset = readers[domain](root)
+    for domain, dataset in datasets.items():
         train[domain], val[domain] = split_holdout(dataset, plan.holdout_fraction, plan.seed)
     needed = {d for phase in plan.phases for d in phase.data.mix}
     missing = needed - set(train)
     if missing:
         flags = " and ".join(f"--{d}" for d in sorted(missing))
         raise PBRForgeError(f"The plan trains on {', '.join(sorted(missing))} data; pass {flags} PATH "
-                            f"(or --synthetic N for procedural data).")
+                            f"(or --library LIB, or --synthetic N for procedural data).")
     return Sources(train, val)
 
 
@@ -604,7 +610,8 @@ def _export(ctx: JobContext, final: Checkpoint, state: RunState) -> Path:
     out = ctx.run_dir / "export"
     provenance = {
         "plan": ctx.plan.name, "run": ctx.run_dir.name, "run_config": ctx.cfg.to_dict(),
-        "data": {"matsynth": ctx.cfg.matsynth, "skyrim": ctx.cfg.skyrim, "synthetic": ctx.cfg.synthetic},
+        "data": {"matsynth": ctx.cfg.matsynth, "skyrim": ctx.cfg.skyrim, "library": ctx.cfg.library,
+                 "synthetic": ctx.cfg.synthetic},
         "jobs": {k: {"best_epoch": v["best_epoch"], "stopped": v["stopped"],
                      "best_val": {d: min(h) for d, h in v["history"].items()}} for k, v in state.data["jobs"].items()},
         "gates": {k: v["passed"] for k, v in state.data["gates"].items()},

@@ -7,12 +7,19 @@ from a loop (`run_batch`).
 Safety rules, in the order they matter to a modder:
 - Originals are only ever opened for reading, and the output folder may not overlap the input
   folder (unless explicitly allowed).
+- The output folder holds only what a mod manager should install (`textures/`, `PBRNifPatcher/`;
+  `blender/` for the PNG sets). The run's own files (journal, lock, summary) live beside it, in
+  `<output>.pbr_forge/` (see `run_files_dir`).
 - Every output file appears atomically (temporary file, then rename); a run journal
-  (`.pbr_forge_journal.jsonl` in the output folder) gets one fsync'ed line per finished set with
+  (`journal.jsonl` in the run-files folder) gets one fsync'ed line per finished set with
   the sha256 of its inputs and of the models manifest. A re-run skips the sets whose inputs, models
   and outputs are unchanged, so a killed run loses only the sets in flight (the one being inferred
   and the one being encoded).
 - One bad file never stops the batch: its set is recorded as failed with a one-sentence reason.
+- What the True PBR output cannot carry is said, not silently produced: landscape and skin sets
+  are left out with a reason, model-space-normal (`_msn`) sets are left out or keep their normal
+  (`model_space_normals`), odd sizes are resampled to whole 4x4 blocks with a note, and names some
+  tools mishandle are warned about.
 
 Throughput: inference runs on the calling thread (onnxruntime releases the GIL while it computes)
 while a small thread pool reads and hashes the next set and block-compresses the previous one.
@@ -33,16 +40,30 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 
-from . import naming, truepbr, validation
+from . import dds, naming, truepbr, validation
 from .contactsheet import SheetEntry, thumbnail, write_contact_sheet
 from .errors import OutputFolderBusy, PBRForgeError, user_sentence
 from .imageio import TEMPORARY_SUFFIX, decode_image, read_file_bytes, write_atomically
 from .manifest import MANIFEST_NAME, sha256_of
+from .tiling import resize_wrap
 
 FORMATS = ("truepbr", "blender", "both")
-JOURNAL_NAME = ".pbr_forge_journal.jsonl"
-SUMMARY_NAME = "pbr_forge_summary.json"
+# What to do with a set whose mesh uses a model-space normal (`_msn`): leave it out (the game keeps
+# the original), or convert it with "lock_normal" (the mesh keeps its `_msn`, no `_n` is written).
+MODEL_SPACE_NORMAL_CHOICES = ("skip", "keep")
+RUN_FILES_SUFFIX = ".pbr_forge"  # <output>.pbr_forge/ beside the output folder
+JOURNAL_NAME = "journal.jsonl"
+SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".pbr_forge.lock"
+# Where earlier versions kept a batch's journal and summary: inside the output folder, so a mod manager
+# installed them with the mod. A run removes them (the journal could not resume anyway: its records
+# predate TRUEPBR_RULES_VERSION).
+_LEGACY_RUN_FILES = (".pbr_forge_journal.jsonl", "pbr_forge_summary.json")
+# Folder names that say nothing about the mod: the patcher JSON is named after the folder above.
+_GENERIC_FOLDERS = ("textures", "data")
+# Bumped when the True PBR files or entries written for the same inputs change: a re-run rewrites
+# the sets an older version wrote instead of keeping them as done.
+TRUEPBR_RULES_VERSION = 2
 BLENDER_FOLDER = "blender"  # the PNG sets go to OUTDIR/blender/<folders under textures>/
 # Extension preference when two files differ only by extension (iron.dds and iron.png).
 _EXTENSION_RANK = {ext: rank for rank, ext in enumerate(naming.TEXTURE_EXTENSIONS)}
@@ -54,6 +75,9 @@ class TextureSet:
     normal: Path | None
     relative_stem: str  # the diffuse path under the textures folder, forward slashes, no extension
     display: str        # the diffuse path relative to the input folder, for messages
+    glow: Path | None = None               # the `_g` beside the diffuse
+    model_space_normal: Path | None = None  # the `_msn` beside the diffuse
+    skin: bool = False  # a skin set: a `_sk` tint beside it, or an actor texture with a `_s`
 
     @property
     def key(self) -> str:
@@ -73,18 +97,20 @@ def textures_roots(input_dir: Path) -> list[Path]:
     return found or [input_dir]
 
 
-def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = None, recursive: bool = True
+def discover(input_dir: str | os.PathLike, exclude=None, recursive: bool = True
              ) -> tuple[list[TextureSet], list[dict]]:
     """The conversion sets of a mod folder, and the texture files left out with the reason
-    (normal maps used by a set are not listed). The one rule for which files are diffuses, shared
-    by `batch` and `convert` (which passes recursive=False: only the folder's own files).
+    (normal, `_msn` and `_g` maps used by a set are not listed). The one rule for which files are
+    diffuses, shared by `batch` and `convert` (which passes recursive=False: only the folder's own files).
 
     Left out: non-diffuse suffixes (_n, _g, _p, ...), Node Wrangler non-colour maps, pipes, devices
     and broken links (reading a pipe would block), anything under textures/pbr/ (True PBR files
-    already) and under `exclude` (the output folder when allowed inside).
+    already) and under `exclude` (a folder or several: the output folder when allowed inside).
     """
     input_dir = Path(input_dir)
-    excluded = Path(exclude).resolve() if exclude is not None else None
+    if exclude is None or isinstance(exclude, (str, os.PathLike)):
+        exclude = () if exclude is None else (exclude,)
+    excluded = {Path(folder).resolve() for folder in exclude}
     ignored: list[tuple[Path, dict]] = []
     chosen: dict[str, TextureSet] = {}
 
@@ -92,10 +118,11 @@ def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = N
     walks = ((root, entry) for root in roots for entry in os.walk(root))
     for root, (folder, subfolders, files) in walks:
         folder = Path(folder)
+        listing = {name.lower(): folder / name for name in files}
         subfolders[:] = sorted(
             name for name in subfolders
             if recursive and not (folder == root and name.lower() == naming.TRUEPBR_FOLDER)
-            and (excluded is None or (folder / name).resolve() != excluded)
+            and (folder / name).resolve() not in excluded
         )
         for name in sorted(files):
             path = folder / name
@@ -107,8 +134,7 @@ def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = N
             if reason is not None:
                 ignored.append((path, {"texture": display, "reason": reason}))
                 continue
-            item = TextureSet(path, naming.find_normal_for(path),
-                              relative.with_suffix("").as_posix(), display)
+            item = _texture_set(path, relative.with_suffix("").as_posix(), display, listing)
             previous = chosen.get(item.key)
             if previous is not None:
                 keep, drop = sorted((previous, item), key=lambda s: _EXTENSION_RANK[s.diffuse.suffix.lower()])
@@ -116,9 +142,59 @@ def discover(input_dir: str | os.PathLike, exclude: str | os.PathLike | None = N
                                                "reason": f"same name as {keep.display}, which was used"}))
                 item = keep
             chosen[item.key] = item
-    used_normals = {s.normal for s in chosen.values() if s.normal is not None}
-    ignored = [entry for path, entry in ignored if path not in used_normals]
+    used = {p for s in chosen.values() for p in (s.normal, s.glow, s.model_space_normal) if p is not None}
+    ignored = [entry for path, entry in ignored if path not in used]
     return sorted(chosen.values(), key=lambda s: s.key), ignored
+
+
+def _texture_set(diffuse: Path, relative_stem: str, display: str, listing: dict[str, Path]) -> TextureSet:
+    """The set of a diffuse and the files beside it that shape its output (listing: its folder's files)."""
+    def beside(suffix: str) -> Path | None:
+        return naming.find_sibling(diffuse, suffix, listing)
+
+    actor = naming.top_folder(relative_stem) == naming.ACTORS_FOLDER
+    skin = beside("_sk") is not None or (actor and beside("_s") is not None)
+    return TextureSet(diffuse, naming.find_normal_for(diffuse), relative_stem, display,
+                      glow=beside("_g"), model_space_normal=beside("_msn"), skin=skin)
+
+
+def truepbr_exclusion(item: TextureSet, model_space_normals: str) -> tuple[str, str] | None:
+    """(summary list, reason) for a set that gets no True PBR output; None when it gets one."""
+    if naming.top_folder(item.relative_stem) == naming.LANDSCAPE_FOLDER:
+        return "landscape", ("landscape texture: the patchers cannot apply it (landscape PBR needs "
+                             "PBRTextureSets JSON and texture-set records), skipped")
+    if item.skin:
+        return "skin", ("skin texture (a _sk tint, or an actor's _s): without subsurface settings the patchers "
+                        "would reset its skin shader, skipped")
+    if item.model_space_normal is not None and model_space_normals == "skip":
+        return "model_space_normal", ("model-space normal (_msn) set: a tangent _n would light it wrongly, "
+                                      "skipped (--model-space-normals keep converts it and keeps its _msn)")
+    return None
+
+
+def name_warnings(item: TextureSet) -> list[str]:
+    """Names the patchers or other tools mishandle: converted, but the user is told."""
+    notes = []
+    if not item.relative_stem.isascii():
+        notes.append("the path has non-ASCII characters, and PGPatcher skips such textures; for PGPatcher, rename "
+                     "the texture and its NIF references to plain ASCII.")
+    if "." in PurePosixPath(item.relative_stem).name:
+        notes.append("the name has a dot before its extension, which some modding tools take for the extension; "
+                     "if a patcher misses this texture, rename it (and its NIF references) without the dot.")
+    return notes
+
+
+def bsa_archives(input_dir: Path) -> list[str]:
+    """The BSA archives of a mod folder (their textures are not loose files the batch can read); for
+    an input that is the mod's `textures` folder, those of the mod folder above it."""
+    folders = [input_dir] + ([input_dir.parent] if input_dir.name.lower() == "textures" else [])
+    found = []
+    for folder in folders:
+        try:
+            found += [p.name for p in folder.iterdir() if p.suffix.lower() == ".bsa" and p.is_file()]
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def _left_out_reason(path: Path) -> str | None:
@@ -153,14 +229,30 @@ def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_i
             "so the originals stay untouched.")
 
 
-# --- files the run keeps in the output folder -----------------------------------------------------
+# --- the run's own files -----------------------------------------------------------------------
+
+def run_files_dir(output_dir: str | os.PathLike) -> Path:
+    """Where a batch into output_dir keeps its journal, lock and summary: `<output>.pbr_forge/`
+    beside the output folder, so what a mod manager installs from the output holds only the mod."""
+    output = Path(os.path.abspath(output_dir))
+    return output.with_name(output.name + RUN_FILES_SUFFIX)
+
+
+def default_summary_path(output_dir: str | os.PathLike) -> Path:
+    return run_files_dir(output_dir) / SUMMARY_NAME
+
+
+def refuse_link(path: Path) -> None:
+    """PBRForgeError when one of the run's own files or folders is a symbolic link (it could point into the mod)."""
+    if path.is_symlink():
+        raise PBRForgeError(f"'{path}' is a symbolic link; PBR Forge does not write through links. "
+                            "Delete the link and run again.")
+
 
 def open_own_file(path: Path, flags: int) -> int:
     """os.open for the run's own files (journal, lock): never through a symbolic link, which could
     point into the mod, and never a pipe or device. Returns the descriptor."""
-    if path.is_symlink():
-        raise PBRForgeError(f"'{path}' is a symbolic link; PBR Forge does not write through links. "
-                            "Delete the link and run again.")
+    refuse_link(path)
     extra = 0
     for name in ("O_NOFOLLOW", "O_NONBLOCK", "O_BINARY"):  # POSIX, POSIX, Windows (no newline translation)
         extra |= getattr(os, name, 0)
@@ -175,11 +267,12 @@ class OutputFolderLock:
     """Exclusive lock on an output folder for one run (`convert` or `batch`): two runs writing into
     one folder could mix two sets' maps. The operating system drops the lock when the process ends,
     so a killed run leaves no stale lock; the small lock file itself stays (deleting it would race
-    the next run). Creates the folder; PBRForgeError when it cannot be written, OutputFolderBusy
-    when another run holds the lock."""
+    the next run). The lock file lies in `lock_dir` (default: the output folder; a batch keeps it in
+    its run-files folder). Creates the folder; PBRForgeError when it cannot be written,
+    OutputFolderBusy when another run holds the lock."""
 
-    def __init__(self, output_dir: Path):
-        self.path = Path(output_dir) / LOCK_NAME
+    def __init__(self, output_dir: Path, lock_dir: Path | None = None):
+        self.path = Path(lock_dir if lock_dir is not None else output_dir) / LOCK_NAME
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._descriptor = open_own_file(self.path, os.O_RDWR | os.O_CREAT)
@@ -271,15 +364,48 @@ class BatchJob:
 
     def __init__(self, input_dir, output_dir, *, fmt: str = "truepbr", provider: str = "auto",
                  models_dir=None, allow_output_inside_input: bool = False, converter=None,
-                 summary_path=None):
+                 summary_path=None, model_space_normals: str = "skip", smooth_angle: float | None = None,
+                 patcher_name: str | None = None):
+        """model_space_normals: see MODEL_SPACE_NORMAL_CHOICES. smooth_angle: written into every patcher
+        entry only when given. patcher_name: the patcher JSON's name (default: the mod folder's)."""
         if fmt not in FORMATS:
             raise PBRForgeError(f"Unknown output format '{fmt}'; choose one of {', '.join(FORMATS)}.")
+        if model_space_normals not in MODEL_SPACE_NORMAL_CHOICES:
+            raise PBRForgeError(f"Unknown model-space normal handling '{model_space_normals}'; choose one of "
+                                f"{', '.join(MODEL_SPACE_NORMAL_CHOICES)}.")
         self.input_dir = Path(input_dir)
         self.output_dir = Path(output_dir)
+        self.run_files_dir = run_files_dir(self.output_dir)
         self.fmt = fmt
+        self._truepbr = fmt in ("truepbr", "both")
+        self.model_space_normals = model_space_normals
+        self.smooth_angle = smooth_angle
+        self.patcher_name = patcher_name
         check_output_folder(self.input_dir, self.output_dir, allow_output_inside_input)
-        self.summary_path = Path(summary_path) if summary_path else self.output_dir / SUMMARY_NAME
+        self.summary_path = Path(summary_path) if summary_path else default_summary_path(self.output_dir)
         self._started = time.monotonic()
+
+        self.sets, self.ignored = discover(self.input_dir, exclude=(self.output_dir, self.run_files_dir))
+        archives = bsa_archives(self.input_dir)
+        if archives and not self.sets:
+            raise PBRForgeError(
+                f"The mod folder '{self.input_dir}' holds its textures only in BSA archives ({', '.join(archives)}); "
+                "extract them first (e.g. with BSA Browser or Cathedral Assets Optimizer) and run the batch on "
+                "the extracted folder.")
+        # The sets a True PBR rule left out, by rule; model-space sets that are kept are listed too.
+        self.left_out_by_rule: dict[str, list[str]] = {"landscape": [], "skin": [], "model_space_normal": []}
+        if self._truepbr:
+            kept = []
+            for item in self.sets:
+                excluded = truepbr_exclusion(item, model_space_normals)
+                if excluded is None:
+                    kept.append(item)
+                    continue
+                rule, reason = excluded
+                self.left_out_by_rule[rule].append(item.display)
+                self.ignored.append({"texture": item.display, "reason": reason})
+            self.sets = kept
+            self.ignored.sort(key=lambda entry: entry["texture"])
 
         if converter is None:
             from .pipeline import Converter  # onnxruntime is imported only when a job really runs
@@ -288,13 +414,19 @@ class BatchJob:
         self._converter = converter
         self._models_sha = _models_fingerprint(converter)
         self._png_suffixes = _png_suffixes(converter) if fmt in ("blender", "both") else None
+        self._settings = {"truepbr_rules": TRUEPBR_RULES_VERSION, "model_space_normals": model_space_normals,
+                          "smooth_angle": smooth_angle} if self._truepbr else None
 
-        self.sets, self.ignored = discover(self.input_dir, exclude=self.output_dir)
-        self._output_lock = OutputFolderLock(self.output_dir)  # before cleanup: no other run's temporaries
+        refuse_link(self.run_files_dir)
+        # before cleanup: no other run's temporaries
+        self._output_lock = OutputFolderLock(self.output_dir, lock_dir=self.run_files_dir)
         try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
             _refuse_links_out_of(self.output_dir)
             _remove_stale_temporaries(self.output_dir)
-            self._journal = Journal(self.output_dir / JOURNAL_NAME)
+            _remove_stale_temporaries(self.run_files_dir)
+            removed_legacy = _remove_legacy_run_files(self.output_dir)
+            self._journal = Journal(self.run_files_dir / JOURNAL_NAME)
         except OSError as exc:
             self._output_lock.release()
             raise PBRForgeError(
@@ -314,8 +446,18 @@ class BatchJob:
         self.summary = {
             "input": str(self.input_dir), "output": str(self.output_dir), "format": fmt,
             "provider": getattr(converter, "provider", provider),
+            "run_files": str(self.run_files_dir),
             "sets": len(self.sets), "converted": 0, "skipped": 0, "failed": 0,
             "failures": [], "flat_normal": [],
+            # Sets the True PBR rules left out (each also in `ignored`, with its reason) or, for
+            # model-space normals kept, converted with "lock_normal".
+            "model_space_normal": {
+                "handling": model_space_normals,
+                "sets": sorted(self.left_out_by_rule["model_space_normal"]
+                               + [s.display for s in self.sets if self._truepbr and s.model_space_normal]),
+            },
+            "skin": self.left_out_by_rule["skin"],
+            "landscape": self.left_out_by_rule["landscape"],
             "ignored": self.ignored, "warnings": [], "cancelled": False,
             "patcher_json": None, "seconds": 0.0,
             # Per converted set: score, verdict, flags, reasons (docs/validation.md); the sets that
@@ -323,6 +465,13 @@ class BatchJob:
             "validation": {}, "flagged": [], "contact_sheet": None,
         }
         self._sheet_entries: list[SheetEntry] = []
+        if removed_legacy:
+            self.summary["warnings"].append(
+                f"Removed {', '.join(removed_legacy)} left in the output folder by an earlier version; the run's "
+                f"own files now live in '{self.run_files_dir}'.")
+        if archives:
+            self.summary["warnings"].append(
+                f"The BSA archives {', '.join(archives)} were not read; extract them first to convert their textures.")
         if not self.sets:
             self._finish()
 
@@ -346,7 +495,7 @@ class BatchJob:
         if index + 1 < len(self.sets):
             self._prefetched[index + 1] = self._pool.submit(self._prepare, self.sets[index + 1])
         try:
-            kind, inputs, diffuse, normal = prepared.result()
+            kind, inputs, diffuse, normal, glow, notes = prepared.result()
         except Exception as exc:
             self._fail(item, exc, "read the textures", inputs=None)
             return self.progress
@@ -364,7 +513,7 @@ class BatchJob:
         # Keep one set encoding while the next one infers; more would only hold memory.
         while self._pending:
             self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._write, item, inputs, result, original))
+        self._pending.append(self._pool.submit(self._write, item, inputs, result, glow, notes, original))
         return self.progress
 
     def cancel(self) -> None:
@@ -385,29 +534,48 @@ class BatchJob:
         """
         diffuse = read_file_bytes(item.diffuse)
         normal = read_file_bytes(item.normal) if item.normal else None
+        glow = read_file_bytes(item.glow) if item.glow and self._truepbr else None
         inputs = {
             "diffuse": hashlib.sha256(diffuse).hexdigest(),
             "normal": hashlib.sha256(normal).hexdigest() if normal is not None else None,
             "models": self._models_sha,
         }
+        if glow is not None:
+            inputs["glow"] = hashlib.sha256(glow).hexdigest()
+        if self._settings is not None:
+            inputs["settings"] = self._settings
         if self._is_done(item, inputs):
-            return "skip", inputs, None, None
+            return "skip", inputs, None, None, None, []
+        notes = name_warnings(item) if self._truepbr else []
         diffuse = decode_image(diffuse, str(item.diffuse))
         if normal is not None:  # without one the converter uses a flat normal
             normal = decode_image(normal, str(item.normal))
-        return "convert", inputs, diffuse, normal
+        if glow is not None:
+            glow = decode_image(glow, str(item.glow))
+        if self._truepbr:
+            size = diffuse.shape[:2]
+            diffuse = _block_aligned(diffuse, "diffuse", notes)
+            # A normal of the diffuse's old size follows it; one of another size the converter resamples.
+            if diffuse.shape[:2] != size and normal is not None and normal.shape[:2] == size:
+                normal = resize_wrap(normal, *diffuse.shape[:2])
+            if glow is not None:
+                glow = _block_aligned(glow, "glow map", notes)
+        return "convert", inputs, diffuse, normal, glow, notes
 
-    def _write(self, item: TextureSet, inputs: dict, result, original=None) -> None:
+    def _write(self, item: TextureSet, inputs: dict, result, glow, notes: list[str], original=None) -> None:
         started = time.monotonic()
-        warnings = list(result.warnings)
+        warnings = notes + list(result.warnings)
         checked = validation.validate_or_none(original, result)
         try:
             outputs = []
             entry = None
-            if self.fmt in ("truepbr", "both"):
-                written = truepbr.write_truepbr_set(result, self.output_dir, item.relative_stem)
+            if self._truepbr:
+                lock_normal = item.model_space_normal is not None  # only reached with model_space_normals="keep"
+                written = truepbr.write_truepbr_set(result, self.output_dir, item.relative_stem,
+                                                    glow=glow, lock_normal=lock_normal)
                 outputs += [self._relative_output(p) for p in written.values()]
-                entry = truepbr.patcher_entry(item.relative_stem, result)
+                entry = truepbr.patcher_entry(item.relative_stem, result, emissive=glow is not None,
+                                              lock_normal=lock_normal, smooth_angle=self.smooth_angle)
             if self.fmt in ("blender", "both"):
                 outputs += self._write_png_set(item, result)
             self._journal.append({
@@ -501,7 +669,7 @@ class BatchJob:
                    if records.get(s.key, {}).get("status") == "done" and records[s.key].get("patcher")]
         if not entries:
             return
-        name = _safe_file_stem(self.input_dir.resolve().name) + ".json"
+        name = _safe_file_stem(self.patcher_name or mod_name(self.input_dir)) + ".json"
         try:
             path = naming.safe_join(self.output_dir, f"{truepbr.PATCHER_FOLDER}/{name}")
             truepbr.write_patcher_json(entries, path)
@@ -514,18 +682,40 @@ class BatchJob:
     def _write_contact_sheet(self) -> None:
         self.summary["flagged"].sort()
         try:
-            written = write_contact_sheet(self._sheet_entries, self.output_dir)
+            written = write_contact_sheet(self._sheet_entries, self.run_files_dir)  # beside the summary, not in the mod
         except OSError as exc:
             self.summary["warnings"].append(user_sentence(exc, "write the contact sheet"))
             return
         if written:
-            self.summary["contact_sheet"] = {kind: self._relative_output(path) for kind, path in written.items()}
+            self.summary["contact_sheet"] = {kind: str(path) for kind, path in written.items()}
 
     def _write_summary(self) -> None:
         try:
             write_atomically(self.summary_path, (json.dumps(self.summary, indent=2, ensure_ascii=False) + "\n").encode())
         except OSError as exc:
             self.summary["warnings"].append(user_sentence(exc, "write the summary"))
+
+
+def _block_aligned(image, what: str, notes: list[str]):
+    """The image resampled to whole 4x4 blocks when its size is not (the game refuses such a
+    block-compressed texture); the note says so. UVs are normalised, so the mapping is unchanged."""
+    height, width = image.shape[:2]
+    if dds.is_block_aligned(width, height):
+        return image
+    new_width, new_height = dds.block_aligned_size(width, height)
+    notes.append(f"the {what} is {width}x{height}, which the game refuses for a compressed texture (sides must "
+                 f"be multiples of {dds.BLOCK_SIDE}); it was resampled to {new_width}x{new_height} "
+                 "(the mapping is unchanged).")
+    return resize_wrap(image, new_height, new_width)
+
+
+def mod_name(input_dir: Path) -> str:
+    """The mod's name for its patcher JSON: the input folder's, or the folder above a generic one
+    (`MyMod/textures`, `MyMod/Data`), so two mods' JSON files never share a name."""
+    folder = Path(input_dir).resolve()
+    while folder.name.lower() in _GENERIC_FOLDERS and folder.parent != folder:
+        folder = folder.parent
+    return folder.name
 
 
 def _safe_file_stem(name: str) -> str:
@@ -564,6 +754,18 @@ def _remove_stale_temporaries(output_dir: Path) -> None:
     for path in candidates:
         if fnmatch.fnmatch(path.name, f".*{TEMPORARY_SUFFIX}") and stat.S_ISREG(path.lstat().st_mode):
             path.unlink()
+
+
+def _remove_legacy_run_files(output_dir: Path) -> list[str]:
+    """Delete the journal and summary an earlier version wrote into the output folder (a link is
+    removed, never followed); the names removed."""
+    removed = []
+    for name in _LEGACY_RUN_FILES:
+        path = output_dir / name
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def _models_fingerprint(converter) -> str:
@@ -611,6 +813,7 @@ def cli_batch(args) -> int:
         summary = run_batch(
             args.input, args.output, fmt=args.format, provider=args.provider, models_dir=args.models,
             allow_output_inside_input=args.allow_output_inside_input, summary_path=args.json,
+            model_space_normals=args.model_space_normals, smooth_angle=args.smooth_angle, patcher_name=args.name,
         )
     except PBRForgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -621,9 +824,9 @@ def cli_batch(args) -> int:
         f"{summary['converted']} converted, {summary['skipped']} already done, {summary['failed']} failed, "
         f"{len(summary['flat_normal'])} without a normal map (flat normal used), "
         f"{len(summary['ignored'])} files ignored, in {summary['seconds']:.1f} s. "
-        + (f"{len(summary['flagged'])} to check: {Path(args.output) / summary['contact_sheet']['html']}. "
+        + (f"{len(summary['flagged'])} to check: {summary['contact_sheet']['html']}. "
            if summary["contact_sheet"] else "") +
-        f"Summary: {args.json or Path(args.output) / SUMMARY_NAME}"
+        f"Summary: {args.json or default_summary_path(args.output)}"
     )
     if summary["cancelled"]:
         print("Cancelled; run the same command again to resume.")

@@ -2,7 +2,8 @@
 
 Block compression is etcpak's (`compress_bc*(rgba_bytes, width, height[, params])` on RGBA8
 buffers whose sides are multiples of 4). This module adds what the game needs around it:
-the mip chain down to 1x1, edge padding to whole 4x4 blocks, and a DX10 header with a typed
+the mip chain down to 1x1, edge padding of the small mips to whole 4x4 blocks, a check that level 0
+is whole blocks (Direct3D 11 refuses anything else), and a DX10 header with a typed
 DXGI format (Blender's OpenImageIO refuses the typeless ones).
 
 Mip filtering depends on what the pixels mean (`kind`):
@@ -34,6 +35,9 @@ DXGI_FORMATS = {
 }
 BLOCK_BYTES = {"BC1": 8, "BC3": 16, "BC4": 8, "BC5": 16, "BC7": 16}
 KINDS = ("color", "linear", "normal")
+# Direct3D 11 refuses a block-compressed texture whose level 0 is not a whole number of 4x4 blocks
+# in each dimension (smaller mips are padded by the format itself).
+BLOCK_SIDE = 4
 
 _DDSD_CAPS, _DDSD_HEIGHT, _DDSD_WIDTH = 0x1, 0x2, 0x4
 _DDSD_PIXELFORMAT, _DDSD_MIPMAPCOUNT, _DDSD_LINEARSIZE = 0x1000, 0x20000, 0x80000
@@ -45,6 +49,18 @@ _D3D10_RESOURCE_DIMENSION_TEXTURE2D = 3
 def mip_count(width: int, height: int) -> int:
     """Levels in a full chain: the largest side halves (rounding down) until it is 1."""
     return max(width, height).bit_length()
+
+
+def is_block_aligned(width: int, height: int) -> bool:
+    return width % BLOCK_SIDE == 0 and height % BLOCK_SIDE == 0
+
+
+def block_aligned_size(width: int, height: int) -> tuple[int, int]:
+    """The nearest (width, height) the game accepts for a block-compressed level 0: each side
+    rounded to the nearest multiple of 4 (at least 4)."""
+    def aligned(side: int) -> int:
+        return max(BLOCK_SIDE, (side + BLOCK_SIDE // 2) // BLOCK_SIDE * BLOCK_SIDE)
+    return aligned(width), aligned(height)
 
 
 def encode_dds(rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True, kind: str | None = None) -> bytes:
@@ -64,6 +80,9 @@ def encode_dds(rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True, kind: 
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
 
     height, width = rgba.shape[:2]
+    if not is_block_aligned(width, height):
+        raise ValueError(f"a block-compressed texture needs sides that are multiples of {BLOCK_SIDE}, got "
+                         f"{width}x{height}; resample it to {'x'.join(map(str, block_aligned_size(width, height)))}")
     levels = mip_chain(rgba, kind) if mips else [rgba]
     header = _header(width, height, len(levels), fmt, DXGI_FORMATS[(fmt, srgb)])
     return header + b"".join(_compress_level(level, fmt, linear=kind != "color") for level in levels)

@@ -11,7 +11,8 @@ Images larger than MAX_TEXTURE_SIDE per side are refused from their header, befo
 DDS: only the top mip level (first face / array slice) is read. Pillow decodes most block formats;
 the DX10 formats it lacks (the sRGB BC1/BC3 variants, typeless BC4, BGRA8) are decoded here with
 texture2ddecoder from the header parsed below. BC5 (two-channel normal maps) comes back as RGB with
-blue = 0, as stored; reconstructing Z is the caller's business (see pipeline.decode_normal).
+blue = 0, as stored; reconstructing Z is the caller's business (see pipeline.decode_normal). Signed
+BC5 (BC5_SNORM, FourCC `BC5S`) is mapped to the same unsigned encoding, (n + 1) / 2, blue = 0.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ _T2D_DXGI = {
 _BGRA_DXGI = {87: True, 90: True, 91: True, 88: False, 92: False, 93: False}
 # Block formats that have no alpha channel: an opaque decoded alpha is dropped.
 _OPAQUE_DXGI_BC1 = (70, 71, 72)
+_DXGI_BC5_SNORM = 84
+_FOURCC_BC5_SNORM = b"BC5S"
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -221,8 +224,22 @@ def _read_dds(data: bytes) -> np.ndarray:
     image = Image.open(io.BytesIO(data))
     image.load()
     array = _pillow_to_array(image)
+    if dxgi == _DXGI_BC5_SNORM or (dxgi is None and fourcc == _FOURCC_BC5_SNORM):
+        return _unsigned_from_pillow_snorm(array)
     is_bc1 = fourcc == b"DXT1" or dxgi in _OPAQUE_DXGI_BC1
     return _drop_opaque_alpha(array) if is_bc1 else array
+
+
+def _unsigned_from_pillow_snorm(array: np.ndarray) -> np.ndarray:
+    """Pillow decodes signed BC5 as (v + 128) / 255 for each signed byte v in red and green, and
+    fills blue with 128 (a signed 0). Returns the unsigned encoding of the same vector,
+    (v / 127 + 1) / 2 (-128 counts as -127, as in Direct3D), with blue = 0 like unsigned BC5, so
+    the normal decoder rebuilds Z instead of reading 0.5 as a Z of 0."""
+    signed = np.rint(array[..., :2] * 255.0) - 128.0
+    xy = np.maximum(signed, -127.0) / 127.0
+    rgb = np.zeros(array.shape[:2] + (3,), dtype=np.float32)
+    rgb[..., :2] = (xy + 1.0) * 0.5
+    return rgb
 
 
 def _drop_opaque_alpha(array: np.ndarray) -> np.ndarray:

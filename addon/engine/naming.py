@@ -13,6 +13,8 @@ from .errors import PBRForgeError
 
 # Image files the engine reads as textures.
 TEXTURE_EXTENSIONS = (".dds", ".tga", ".png")
+# Every image file name a vendor set may use (the engine decodes all of them with Pillow).
+IMAGE_EXTENSIONS = TEXTURE_EXTENSIONS + (".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr")
 
 # Skyrim texture-set suffix -> role. A file with no known suffix is a diffuse.
 # Several suffixes share a role; the role names are what `role_of` returns.
@@ -30,6 +32,8 @@ SKYRIM_SUFFIXES = {
     "_b": "backlight",
     "_bl": "backlight",
     "_s": "skin_specular",
+    "_flow": "hair_flow",    # hair flow direction maps (KS Hairdos and the like)
+    "_i": "inner_layer",     # inner layer of a multilayer-parallax set
     # Outputs of Community Shaders True PBR sets (never conversion inputs).
     "_rmaos": "rmaos",
     "_cnr": "coat_normal_roughness",
@@ -38,6 +42,8 @@ SKYRIM_SUFFIXES = {
 
 # Community Shaders True PBR: role -> suffix of the file next to the albedo (`<name>.dds`).
 TRUEPBR_SUFFIXES = {"albedo": "", "normal": "_n", "rmaos": "_rmaos", "height": "_p"}
+# Files a True PBR set holds only when the original has them (the `_g` glow beside a diffuse).
+TRUEPBR_OPTIONAL_SUFFIXES = {"glow": "_g"}
 
 # The folder (under textures/) where True PBR sets conventionally live.
 TRUEPBR_FOLDER = "pbr"
@@ -48,12 +54,34 @@ NODE_WRANGLER_TAGS = {
     "roughness": ("roughness", "rough", "rgh"),
     "metallic": ("metallic", "metalness", "metal", "mtl"),
     "normal": ("normal", "nor", "nrm", "nrml", "norm"),
-    "displacement": ("displacement", "disp", "height"),
+    "displacement": ("displacement", "displace", "disp", "dsp", "height", "heightmap"),
     "ao": ("ao", "ambient", "occlusion"),
 }
-_TAG_TO_MAP = {tag: role for role, tags in NODE_WRANGLER_TAGS.items() for tag in tags}
-# Node Wrangler splits names on these separators before matching tags.
+# Further maps real vendors ship beside the base colour (never conversion inputs). The packs hold
+# several maps: ORM/ARM = R occlusion, G roughness, B metallic (glTF, Godot, Poly Haven).
+VENDOR_MAP_TAGS = {
+    "gloss": ("gloss", "glossy", "glossiness"),
+    "bump": ("bump", "bmp"),
+    "specular": ("specular", "specularity", "spec", "spc"),
+    "orm": ("orm", "arm"),
+    "opacity": ("opacity", "alpha"),
+    "emission": ("emission", "emissive", "emit"),
+    # OGRE's terrain packs: colour + specular in alpha, normal + height in alpha.
+    "diffuse_specular": ("diffspec",),
+    "normal_height": ("normheight",),
+}
+MAP_TAGS = {**NODE_WRANGLER_TAGS, **VENDOR_MAP_TAGS}
+_TAG_TO_MAP = {tag: role for role, tags in MAP_TAGS.items() for tag in tags}
+# Words naming a normal map's green-channel convention (Poly Haven `nor_dx`, ambientCG `NormalGL`,
+# texturecan `normal_directx`).
+NORMAL_CONVENTION_TOKENS = {"dx": "directx", "directx": "directx", "gl": "opengl", "opengl": "opengl"}
+# Words that qualify a map without naming one: the conventions, and Poliigon's workflow label that
+# follows the resolution (`_COL_2K_METALNESS` is the colour map of the metalness workflow).
+_POLIIGON_WORKFLOWS = ("metalness", "specular")
+# Names are split on separators, then into CamelCase words, resolutions (`2K`) and digit runs.
 _TAG_SEPARATORS = re.compile(r"[\s_.\-]+")
+_WORD = re.compile(r"\d+[kK](?![a-z])|\d+|[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_RESOLUTION = re.compile(r"\d+k")
 
 # Longest suffix first so "_envmask" wins over "_m" and "_msn" over "_m".
 _SUFFIXES_LONGEST_FIRST = sorted(SKYRIM_SUFFIXES, key=len, reverse=True)
@@ -101,16 +129,67 @@ def is_conversion_input(path: str | PurePath) -> bool:
     return role_of(path) == "diffuse"
 
 
-def tag_role(name: str) -> str | None:
-    """The Node Wrangler map a file name is tagged with ('base_color', 'normal', ...), or None.
+def words_of(name: str | PurePath) -> list[str]:
+    """The lower-case words of a file name: split on separators, CamelCase, resolutions and digits.
 
-    The last matching word wins, so 'rusty_metal_roughness' is roughness, not metallic.
+    >>> words_of("MetalPlates001_1K_NormalGL.jpg")
+    ['metal', 'plates', '001', '1k', 'normal', 'gl']
     """
-    words = [w for w in _TAG_SEPARATORS.split(PurePath(name).stem.lower()) if w]
-    for word in reversed(words):
-        if word in _TAG_TO_MAP:
-            return _TAG_TO_MAP[word]
+    return _split(name)[0]
+
+
+def _split(name: str | PurePath) -> tuple[list[str], list[bool]]:
+    """words_of(name), and for each word whether it starts a separator-delimited chunk."""
+    path = PurePath(name)
+    stem = path.stem if path.suffix.lower() in IMAGE_EXTENSIONS else path.name
+    words, starts = [], []
+    for chunk in _TAG_SEPARATORS.split(stem):
+        for i, word in enumerate(_WORD.findall(chunk)):
+            words.append(word.lower())
+            starts.append(i == 0)
+    return words, starts
+
+
+def _tagged(words: list[str], starts: list[bool]) -> tuple[int, int, str] | None:
+    """(first, last) word positions of the map tag of a name and its map, or None.
+
+    The last tagged word wins ('rusty_metal_roughness' is roughness), a run of words tagging the same
+    map counts as one ('wood_base_color'), a tag needs a name before it ('metal_plate.png' is a plate,
+    not a metallic map) and Poliigon's workflow label after the resolution is not a tag. Only a word
+    that starts a chunk between separators can be a tag: the CamelCase words after it qualify it
+    ('NormalGL', 'ambientOcclusion'), so Skyrim names such as 'DwemerMetal01' or 'ArmorSteelArm' stay
+    plain names. A word naming several maps ('MetalRoughness') is a "packed" map whose channel layout
+    the name does not state.
+    """
+    end = len(words)
+    if end >= 3 and words[-1] in _POLIIGON_WORKFLOWS and _RESOLUTION.fullmatch(words[-2]) and \
+            any(w in _TAG_TO_MAP for w in words[1:-2]):
+        end -= 2
+    for last in range(end - 1, 0, -1):
+        role = _TAG_TO_MAP.get(words[last]) if starts[last] else None
+        if role is not None:
+            chunk_end = next((i for i in range(last + 1, len(words)) if starts[i]), len(words))
+            if {_TAG_TO_MAP.get(w, role) for w in words[last:chunk_end]} != {role}:
+                role = "packed"  # 'MetalRoughness', 'OcclusionRoughnessMetallic': a pack, layout unstated
+            first = last
+            while first - 1 > 0 and _TAG_TO_MAP.get(words[first - 1]) == role:
+                first -= 1
+            return first, last, role
     return None
+
+
+def tag_role(name: str | PurePath) -> str | None:
+    """The map a file name is tagged with ('base_color', 'normal', 'gloss', 'orm', ...), or None."""
+    tagged = _tagged(*_split(name))
+    return tagged[2] if tagged else None
+
+
+def set_key(name: str | PurePath) -> str | None:
+    """The name of the material set a tagged file belongs to: its words before the tag
+    ('rusty_metal_02_nor_gl_1k.jpg' -> 'rusty metal 02'); None for an untagged name."""
+    words, starts = _split(name)
+    tagged = _tagged(words, starts)
+    return " ".join(words[:tagged[0]]) if tagged else None
 
 
 def _files_by_lower_name(folder: Path) -> dict[str, Path]:
@@ -120,29 +199,71 @@ def _files_by_lower_name(folder: Path) -> dict[str, Path]:
         return {}
 
 
-def _sibling_with_tag(path: Path, from_map: str, to_map: str, files: dict[str, Path]) -> Path | None:
-    """The file beside `path` whose last `from_map` tag is replaced by a `to_map` tag, if any.
+def tagged_sets(paths) -> dict[str, dict[str, list[Path]]]:
+    """Texture files grouped into material sets: set key -> map -> files (several when a vendor ships
+    variants, e.g. `nor_gl` and `nor_dx`; ordered by name). Untagged and non-image files are left out."""
+    sets: dict[str, dict[str, list[Path]]] = {}
+    for path in sorted(Path(p) for p in paths):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        words, starts = _split(path)
+        tagged = _tagged(words, starts)
+        if tagged is None:
+            continue
+        first, last, role = tagged
+        # A colour file also belongs to the set named by its words before the last tag
+        # ('wood_base_color' pairs with 'wood_normal' and with 'wood_base_normal').
+        for key in dict.fromkeys((" ".join(words[:first]), " ".join(words[:last]))):
+            if key == " ".join(words[:first]) or role == "base_color":
+                sets.setdefault(key, {}).setdefault(role, []).append(path)
+    return sets
 
-    A run of tags counts as one ('wood_base_color' -> 'wood_normal'), as does the last word alone
-    ('wood_base_color' -> 'wood_base_normal').
+
+def _siblings_of(path: Path, from_map: str) -> dict[str, list[Path]]:
+    """The maps of the set `path` belongs to as a `from_map` file (empty when it is not one)."""
+    words, starts = _split(path)
+    tagged = _tagged(words, starts)
+    if tagged is None or tagged[2] != from_map:
+        return {}
+    files = [p for p in _files_by_lower_name(path.parent).values() if p.suffix.lower() in IMAGE_EXTENSIONS]
+    sets = tagged_sets(files)
+    keys = dict.fromkeys((" ".join(words[:tagged[0]]), " ".join(words[:tagged[1]])))
+    merged: dict[str, list[Path]] = {}
+    for key in keys:
+        for role, found in sets.get(key, {}).items():
+            merged.setdefault(role, []).extend(f for f in found if f not in merged.get(role, []))
+    return merged
+
+
+def is_node_wrangler_map(path: str | Path) -> bool:
+    """True for a non-colour map of a vendor set on disk: wood_rough.png, wood_nor_dx.png,
+    wood_gloss.png, ... beside wood_diffuse.png."""
+    path = Path(path)
+    role = tag_role(path)
+    if role is None or role == "base_color":
+        return False
+    return bool(_siblings_of(path, role).get("base_color"))
+
+
+def _preferring(candidates: list[Path], extension: str) -> Path:
+    """The OpenGL variant first (Blender's and the models' convention), then the same extension."""
+    def rank(p: Path):
+        return (normal_convention_of(p) != "opengl", p.suffix.lower() != extension.lower(), p.name.lower())
+    return min(candidates, key=rank)
+
+
+def find_normal_for(diffuse_path: str | Path) -> Path | None:
+    """The normal map beside a diffuse, or None.
+
+    Tries the Skyrim name `<base>_n` (any case, .dds/.tga/.png) and then the vendor set the diffuse
+    is the base colour of (wood_diffuse.png -> wood_normal.png, wood_nor_gl.png, Wood_NRM_2K.png).
     """
-    words = re.split(r"([\s_.\-]+)", path.stem)  # even indices: words, odd: the separators
-    tagged = [i for i in range(0, len(words), 2) if _TAG_TO_MAP.get(words[i].lower()) == from_map]
-    if not tagged:
-        return None
-    last = first = tagged[-1]
-    while first - 2 in tagged:
-        first -= 2
-    candidates = []
-    for start in dict.fromkeys((first, last)):
-        for tag in NODE_WRANGLER_TAGS[to_map]:
-            candidates.append("".join(words[:start] + [tag] + words[last + 1:]))
-    for stem in candidates:
-        for ext in _extensions_preferring(path.suffix):
-            found = files.get(f"{stem}{ext}".lower())
-            if found is not None:
-                return found
-    return None
+    diffuse_path = Path(diffuse_path)
+    skyrim_normal = find_sibling(diffuse_path, "_n")
+    if skyrim_normal is not None:
+        return skyrim_normal
+    normals = [p for p in _siblings_of(diffuse_path, "base_color").get("normal", []) if p != diffuse_path]
+    return _preferring(normals, diffuse_path.suffix) if normals else None
 
 
 def _extensions_preferring(extension: str) -> tuple[str, ...]:
@@ -150,40 +271,18 @@ def _extensions_preferring(extension: str) -> tuple[str, ...]:
     return (first,) + tuple(e for e in TEXTURE_EXTENSIONS if e != first)
 
 
-def is_node_wrangler_map(path: str | Path) -> bool:
-    """True for a non-colour map of a Node Wrangler set on disk (wood_rough.png beside wood_diffuse.png)."""
-    path = Path(path)
-    tag = tag_role(path.stem)
-    if tag is None or tag == "base_color":
-        return False
-    return _sibling_with_tag(path, tag, "base_color", _files_by_lower_name(path.parent)) is not None
-
-
-def find_normal_for(diffuse_path: str | Path) -> Path | None:
-    """The normal map beside a diffuse, or None.
-
-    Tries the Skyrim name `<base>_n` (any case, .dds/.tga/.png) and then the Node Wrangler
-    name with the base-colour tag replaced by a normal tag (wood_diffuse.png -> wood_normal.png).
-    """
-    diffuse_path = Path(diffuse_path)
-    files = _files_by_lower_name(diffuse_path.parent)
-    base, _suffix = split_suffix(diffuse_path.stem)
-    for ext in _extensions_preferring(diffuse_path.suffix):
-        found = files.get(f"{base}_n{ext}".lower())
-        if found is not None:
-            return found
-    return _sibling_with_tag(diffuse_path, "base_color", "normal", files)
-
-
 def normal_convention_of(path: str | PurePath) -> str:
-    """The green-channel convention a normal map's name implies: "directx" for Skyrim `_n` files,
-    "opengl" for Node Wrangler names (made for Blender), "auto" (judge the pixels) otherwise."""
+    """The green-channel convention a normal map's name implies: what a `dx`/`directx`/`gl`/`opengl`
+    word says; else "directx" for Skyrim `_n` files and "opengl" for other tagged names (made for
+    Blender); "auto" (judge the pixels) for anything else."""
     path = PurePath(path)
-    if role_of(path) == "normal":
-        return "directx"
-    if tag_role(path.stem) == "normal":
-        return "opengl"
-    return "auto"
+    skyrim_normal = role_of(path) == "normal"
+    if not skyrim_normal and tag_role(path) != "normal":
+        return "auto"
+    for word in reversed(words_of(path)):
+        if word in NORMAL_CONVENTION_TOKENS:
+            return NORMAL_CONVENTION_TOKENS[word]
+    return "directx" if skyrim_normal else "opengl"
 
 
 def png_set_names(name: str, suffixes: dict[str, str]) -> dict[str, str]:
@@ -195,15 +294,17 @@ def png_set_names(name: str, suffixes: dict[str, str]) -> dict[str, str]:
     return {role: f"{name}{suffix}.png" for role, suffix in suffixes.items()}
 
 
-def truepbr_names(relative_stem: str | PurePath) -> dict[str, str]:
+def truepbr_names(relative_stem: str | PurePath, optional: tuple[str, ...] = ()) -> dict[str, str]:
     """True PBR set: role -> path relative to the mod root, using forward slashes.
 
     `relative_stem` is the diffuse path relative to `textures/` without extension,
     e.g. 'architecture/whiterun/wrwoodplank01' ->
     {'albedo': 'textures/pbr/architecture/whiterun/wrwoodplank01.dds', 'normal': '..._n.dds', ...}.
+    `optional` adds roles of TRUEPBR_OPTIONAL_SUFFIXES (('glow',) -> '..._g.dds').
     """
     stem = _relative_posix(relative_stem)
-    return {role: f"textures/{TRUEPBR_FOLDER}/{stem}{suffix}.dds" for role, suffix in TRUEPBR_SUFFIXES.items()}
+    suffixes = {**TRUEPBR_SUFFIXES, **{role: TRUEPBR_OPTIONAL_SUFFIXES[role] for role in optional}}
+    return {role: f"textures/{TRUEPBR_FOLDER}/{stem}{suffix}.dds" for role, suffix in suffixes.items()}
 
 
 def texture_key(relative_stem: str | PurePath) -> str:
@@ -235,3 +336,31 @@ def safe_join(root: str | Path, relative: str | PurePath) -> Path:
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise PBRForgeError(f"The texture name '{relative}' points outside the output folder; rename it.")
     return target
+
+
+def find_sibling(diffuse_path: str | Path, suffix: str, files: dict[str, Path] | None = None) -> Path | None:
+    """The file `<base><suffix>` beside a diffuse (any case, .dds/.tga/.png), or None.
+
+    files: the folder's files by lower-case name, when the caller has listed it already (discovery
+    looks up several suffixes per diffuse: one listing per folder, not per lookup).
+    """
+    diffuse_path = Path(diffuse_path)
+    files = _files_by_lower_name(diffuse_path.parent) if files is None else files
+    base, _suffix = split_suffix(diffuse_path.stem)
+    for ext in _extensions_preferring(diffuse_path.suffix):
+        found = files.get(f"{base}{suffix}{ext}".lower())
+        if found is not None:
+            return found
+    return None
+
+
+# Folders under textures/ whose textures the patchers cannot take: landscape needs PBRTextureSets
+# JSON and texture-set records, not NIF patching. Actor textures hold the character skins.
+LANDSCAPE_FOLDER = "landscape"
+ACTORS_FOLDER = "actors"
+
+
+def top_folder(relative_stem: str | PurePath) -> str:
+    """The first folder of a path under textures/, lower-case ('' for a file at the top)."""
+    parts = PurePosixPath(_relative_posix(relative_stem)).parts
+    return parts[0].lower() if len(parts) > 1 else ""

@@ -8,6 +8,10 @@ For a diffuse `textures/<rel>.dds` the set is written under `textures/pbr/`:
 | `<rel>_n.dds`     | tangent-space normal, DirectX (green = Y down)      | BC7 linear      |
 | `<rel>_rmaos.dds` | R roughness, G metallic, B AO, A specular           | BC7 linear      |
 | `<rel>_p.dds`     | height, 0.5 = surface level                         | BC4             |
+| `<rel>_g.dds`     | the original `_g` glow, when the diffuse has one    | BC7 sRGB        |
+
+A set whose mesh uses a model-space normal (`_msn`) is written without `_n`: its entry says
+`"lock_normal": true`, so the patchers keep the mesh's own normal map.
 
 Specular (the `_rmaos` alpha) is the reflectance of the non-metal parts. The shader multiplies it by
 the patcher's `specular_level`, so F0 = lerp(A * specular_level, albedo, metallic). The models do not
@@ -61,9 +65,30 @@ def rmaos_rgba(result) -> np.ndarray:
     return _to_uint8(np.dstack([result.roughness, result.metallic, result.ao, specular]))
 
 
+def centred_height(height: np.ndarray) -> np.ndarray:
+    """The height with its mean at 0.5: the shader takes 0.5 as the surface level, so an off-centre
+    mean would make the whole surface float above (or sink below) the mesh. Deviations that would
+    leave [0, 1] after the shift are scaled down, not clipped, so the relief keeps its shape."""
+    height = np.asarray(height, dtype=np.float32)
+    if not height.size:
+        return height
+    deviation = height - float(height.mean(dtype=np.float64))
+    reach = float(np.abs(deviation).max())
+    scale = min(1.0, 0.5 / reach) if reach > 0.0 else 1.0
+    return 0.5 + deviation * scale
+
+
 def height_rgba(result) -> np.ndarray:
-    height = _to_uint8(result.height)
+    height = _to_uint8(centred_height(result.height))
     return np.dstack([height, height, height, np.full_like(height, 255)])
+
+
+def glow_rgba(glow: np.ndarray) -> np.ndarray:
+    """The original `_g` pixels (decoded, (H, W, C) in [0, 1]) as opaque-or-own-alpha RGBA."""
+    channels = glow.shape[2]
+    rgb = glow[..., :3] if channels >= 3 else np.repeat(glow[..., :1], 3, axis=2)
+    alpha = glow[..., 3] if channels == 4 else np.ones(glow.shape[:2], np.float32)
+    return _to_uint8(np.dstack([rgb, alpha]))
 
 
 # role -> (pixels, block format, sRGB, mip filter)
@@ -72,29 +97,42 @@ _ENCODINGS = {
     "normal": (normal_rgba, "BC7", False, "normal"),
     "rmaos": (rmaos_rgba, "BC7", False, "linear"),
     "height": (height_rgba, "BC4", False, "linear"),
+    "glow": (glow_rgba, "BC7", True, "color"),
 }
 
 
-def write_truepbr_set(result, out_root: str | os.PathLike, relative_stem: str) -> dict[str, Path]:
-    """Write the four DDS files of one texture under out_root/textures/pbr/; role -> path written.
+def write_truepbr_set(result, out_root: str | os.PathLike, relative_stem: str, *,
+                      glow: np.ndarray | None = None, lock_normal: bool = False) -> dict[str, Path]:
+    """Write the DDS files of one texture under out_root/textures/pbr/; role -> path written.
 
     relative_stem: the diffuse path relative to `textures/`, without extension ('armor/iron/cuirass').
+    glow: the decoded original `_g`, carried into the set. lock_normal: no `_n` (the mesh keeps its own
+    model-space normal). Every level-0 side must be a multiple of 4 (see dds.block_aligned_size).
     Each file appears atomically; a name that would escape out_root raises PBRForgeError first.
     """
-    targets = {role: naming.safe_join(out_root, rel) for role, rel in naming.truepbr_names(relative_stem).items()}
+    names = naming.truepbr_names(relative_stem, optional=("glow",) if glow is not None else ())
+    if lock_normal:
+        del names["normal"]
+    targets = {role: naming.safe_join(out_root, rel) for role, rel in names.items()}
     written = {}
     for role, target in targets.items():
         pixels, fmt, srgb, kind = _ENCODINGS[role]
-        written[role] = dds.write_dds(target, pixels(result), fmt, srgb, kind=kind)
+        written[role] = dds.write_dds(target, pixels(glow if role == "glow" else result), fmt, srgb, kind=kind)
     return written
 
 
-def patcher_entry(relative_stem: str, result) -> dict:
-    """One PBRNifPatcher / PGPatcher entry for a converted texture."""
+def patcher_entry(relative_stem: str, result, *, emissive: bool = False, lock_normal: bool = False,
+                  smooth_angle: float | None = None) -> dict:
+    """One PBRNifPatcher / PGPatcher entry for a converted texture.
+
+    emissive: the set carries a `_g` (without it the patchers clear the mesh's glow). lock_normal: keep
+    the mesh's normal map (model-space `_msn` sets). smooth_angle only when asked: with it both
+    patchers recompute and weld the normals of every matching shape, custom normals included.
+    """
     height_range = float(np.ptp(result.height)) if result.height.size else 0.0
-    return {
+    entry = {
         "texture": naming.texture_key(relative_stem),
-        "emissive": False,
+        "emissive": emissive,
         "parallax": height_range > _FLAT_HEIGHT_RANGE,
         "subsurface": False,
         "specular_level": SPECULAR_LEVEL,
@@ -102,8 +140,12 @@ def patcher_entry(relative_stem: str, result) -> dict:
         "displacement_scale": DISPLACEMENT_SCALE,
         "subsurface_color": [1.0, 1.0, 1.0],
         "subsurface_opacity": 1.0,
-        "smooth_angle": 75,
     }
+    if lock_normal:
+        entry["lock_normal"] = True
+    if smooth_angle is not None:
+        entry["smooth_angle"] = smooth_angle
+    return entry
 
 
 def write_patcher_json(entries: list[dict], path: str | os.PathLike) -> Path:

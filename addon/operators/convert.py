@@ -69,11 +69,16 @@ class RunSettings:
         return dict(load_manifest(self.models_dir).png_suffixes)
 
     def refuse_converted_input(self, path: Path) -> None:
-        """Converting a PBR Forge output again would make `x_albedo_albedo.png`: say so instead."""
-        stem = path.stem.lower()
-        if any(suffix and stem.endswith(suffix.lower()) for suffix in self.png_suffixes().values()):
-            raise PBRForgeError(f"'{path.name}' is a map PBR Forge made; convert the original diffuse texture "
-                                "instead.")
+        """Converting a PBR Forge output again would make `x_albedo_albedo.png`: say so instead. A file
+        is taken for an output only when the whole PNG set it belongs to lies beside it, so a vendor's
+        own `rock_albedo.png` still converts."""
+        suffixes = self.png_suffixes()
+        for suffix in filter(None, suffixes.values()):
+            if path.stem.lower().endswith(suffix.lower()):
+                names = naming.png_set_names(path.stem[:-len(suffix)], suffixes)
+                if all((path.parent / name).is_file() for name in names.values()):
+                    raise PBRForgeError(f"'{path.name}' is a map PBR Forge made; convert the original diffuse "
+                                        "texture instead.")
 
 
 class _Conversion:

@@ -64,6 +64,13 @@ def test_an_output_map_is_refused_as_a_pair_input(bpy, prefs, tmp_path):
     assert not (tmp_path / "out" / "wall_albedo_albedo.png").exists()
     assert obj.material_slots[0].material.name == "wall_PBR"
 
+    # A vendor's own albedo (no PBR Forge set beside it) is an ordinary input.
+    vendor = tmp_path / "vendor" / "rock_albedo.png"
+    vendor.parent.mkdir()
+    vendor.write_bytes(albedo.read_bytes())
+    assert bpy.ops.pbr_forge.convert_pair(diffuse_path=str(vendor)) == {'FINISHED'}
+    assert (tmp_path / "out" / "rock_albedo_albedo.png").is_file()
+
 
 def _gltf_with_volume(path):
     """One triangle whose material uses KHR_materials_volume (the importer then wires Thickness)."""

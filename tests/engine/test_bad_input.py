@@ -2,8 +2,8 @@
 the real CLI entry (`addon.cli.main`), one table row each.
 
 For every row the test checks the exit code, the message, that no original changed (sha256 of
-every file that existed before the run), that nothing was written outside the output folder, and
-that every file the run left under a final name is complete (no temporary file left either).
+every file that existed before the run), that nothing was written outside the output folder (and,
+for a batch, its run-files folder beside it), and that every file the run left under a final name is complete (no temporary file left either).
 The images are generated here and tiny; the models are the seeded tiny set (tests/conftest.py).
 """
 from __future__ import annotations
@@ -136,8 +136,8 @@ class Scene:
             manifest.write_text(json.dumps(data), encoding="utf-8")
         return copy
 
-    def hold_lock(self, folder: Path):
-        self._locks.append(batch.OutputFolderLock(folder))
+    def hold_lock(self, folder: Path, lock_dir: Path | None = None):
+        self._locks.append(batch.OutputFolderLock(folder, lock_dir=lock_dir))
 
     def fail_writes_under(self, folder: Path, error: int, name_part: str = ""):
         """os.replace into `folder` fails with `error` (what a full disk answers on the rename)."""
@@ -519,19 +519,26 @@ def batch_output_link_deeper_in_textures_into_the_mod(scene):
     return scene.batch(mod=mod)
 
 
-@case(2, r"error: \S*\.pbr_forge_journal\.jsonl' is a symbolic link; PBR Forge does not write through links")
+@case(2, r"error: \S*journal\.jsonl' is a symbolic link; PBR Forge does not write through links")
 def batch_journal_is_a_link_into_the_mod(scene):
     mod = scene.mod()
     (mod / "notes.txt").write_text("the modder's notes\n")
-    scene.out.mkdir()
-    (scene.out / batch.JOURNAL_NAME).symlink_to(mod / "notes.txt")
+    batch.run_files_dir(scene.out).mkdir()
+    (batch.run_files_dir(scene.out) / batch.JOURNAL_NAME).symlink_to(mod / "notes.txt")
     return scene.batch(mod=mod)
 
 
-@case(2, r"error: \S*\.pbr_forge_journal\.jsonl' is not a regular file")
+@case(2, r"error: \S*out\.pbr_forge' is a symbolic link; PBR Forge does not write through links")
+def batch_run_files_folder_is_a_link_into_the_mod(scene):
+    mod = scene.mod()
+    batch.run_files_dir(scene.out).symlink_to(mod / "textures", target_is_directory=True)
+    return scene.batch(mod=mod)
+
+
+@case(2, r"error: \S*journal\.jsonl' is not a regular file")
 def batch_journal_is_a_fifo(scene):
-    scene.out.mkdir()
-    os.mkfifo(scene.out / batch.JOURNAL_NAME)
+    batch.run_files_dir(scene.out).mkdir()
+    os.mkfifo(batch.run_files_dir(scene.out) / batch.JOURNAL_NAME)
     return scene.batch()
 
 
@@ -546,8 +553,8 @@ def batch_patcher_folder_is_a_link_into_the_mod(scene):
 
 @case(0, r"1 converted, 0 already done, 0 failed")
 def batch_journal_with_a_deeply_nested_line(scene):
-    scene.out.mkdir()
-    (scene.out / batch.JOURNAL_NAME).write_text(_deeply_nested() + "\n")
+    batch.run_files_dir(scene.out).mkdir()
+    (batch.run_files_dir(scene.out) / batch.JOURNAL_NAME).write_text(_deeply_nested() + "\n")
     return scene.batch()
 
 
@@ -569,7 +576,7 @@ def batch_manifest_nested_too_deeply(scene):
 
 @case(2, r"error: Another PBR Forge run \(process \d+\) is writing into the output folder")
 def batch_output_folder_in_use_by_another_run(scene):
-    scene.hold_lock(scene.out)
+    scene.hold_lock(scene.out, lock_dir=batch.run_files_dir(scene.out))  # where a batch keeps its lock
     return scene.batch()
 
 
@@ -642,10 +649,12 @@ def test_fault(build, exit_code, message, scene, capsys):
     assert "Traceback" not in text
     after = _regular_files(scene.tmp)
     assert {path: after.get(path) for path in originals} == originals, "an original changed or vanished"
-    output = scene.out.resolve()
+    # The output folder, and beside it the batch's own files (journal, lock, summary).
+    outputs = (scene.out.resolve(), batch.run_files_dir(scene.out).resolve())
     for path in set(after) - set(before):
         real = path.resolve()
-        assert real == output or output in real.parents or real in models, f"written outside the output: {path}"
+        assert any(real == o or o in real.parents for o in outputs) or real in models, \
+            f"written outside the output: {path}"
         _assert_complete(path)
 
 

@@ -1,5 +1,4 @@
 """Batch conversion of a whole mod folder: discovery, outputs, resume after a kill, bad input."""
-import argparse
 import errno
 import hashlib
 import json
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from addon import cli
 from addon.engine import batch, dds
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image
@@ -28,7 +28,7 @@ GOOD = [
     "armor/iron/gauntlets",        # BC1 diffuse + BC5 normal
     "Clutter/Bowl",                # upper-case extensions, `_N` suffix
     "architecture/whiterun/wr wood plank 01",  # spaces, TGA
-    "landscape/Ärmel_ñ",           # non-ASCII
+    "clutter/Ärmel_ñ",             # non-ASCII
     "misc/lonely",                 # no normal map: flat normal
     "misc/..dots..",               # dots, but nothing that escapes
     "misc/wood_diffuse",           # Node Wrangler pair
@@ -72,10 +72,10 @@ def build_mini_mod(root: Path) -> Path:
     _save(root / "Textures/Clutter/Bowl_N.PNG", _normal_pixels(3))
     _save(t / "architecture/whiterun/wr wood plank 01.tga", _pattern(4))
     _save(t / "architecture/whiterun/wr wood plank 01_n.tga", _normal_pixels(4))
-    _save(t / "landscape/Ärmel_ñ.png", _pattern(5, size=128))
-    _save(t / "landscape/Ärmel_ñ_n.png", _normal_pixels(5, size=128))
+    _save(t / "clutter/Ärmel_ñ.png", _pattern(5, size=128))
+    _save(t / "clutter/Ärmel_ñ_n.png", _normal_pixels(5, size=128))
     _save(t / "misc/lonely.png", _pattern(6))
-    _save(t / "misc/lonely_g.png", _pattern(7))                 # a stray glow map
+    _save(t / "misc/lonely_g.png", _pattern(7))                 # its glow map: carried into the set
     _save(t / "misc/..dots...png", _pattern(8))
     _save(t / "misc/..dots.._n.png", _normal_pixels(8))
     _save(t / "misc/wood_diffuse.png", _pattern(9))
@@ -130,14 +130,17 @@ def test_a_mini_mod_converts_to_truepbr_sets_and_reports_each_bad_file(mini_mod,
         assert "Traceback" not in failure["reason"] and failure["reason"].endswith(".")
     assert summary["flat_normal"] == ["textures/misc/lonely.png"]
     ignored = {i["texture"] for i in summary["ignored"]}
-    assert "textures/misc/lonely_g.png" in ignored and "textures/misc/wood_rough.png" in ignored
+    assert "textures/misc/wood_rough.png" in ignored
+    assert "textures/misc/lonely_g.png" not in ignored and (out / "textures/pbr/misc/lonely_g.dds").is_file()
     for stem in GOOD:
         for path in _truepbr_files(out, stem):
             assert path.is_file(), path
     assert not (out / "textures" / "pbr" / "pbr").exists()  # textures/pbr/ was not an input
     assert _tree_digest(mini_mod) == originals             # originals untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["My Mod", "out"]  # nothing written elsewhere
-    assert json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8")) == summary
+    # nothing written elsewhere; the run's own files beside the output, not in what gets installed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["My Mod", "out", "out.pbr_forge"]
+    assert sorted(p.name for p in out.iterdir()) == ["PBRNifPatcher", "textures"]
+    assert json.loads(batch.default_summary_path(out).read_text(encoding="utf-8")) == summary
 
     entries = json.loads(Path(summary["patcher_json"]).read_text(encoding="utf-8"))
     assert Path(summary["patcher_json"]) == out / "PBRNifPatcher" / "My Mod.json"
@@ -178,7 +181,7 @@ def test_a_rerun_skips_finished_sets_and_redoes_changed_ones(mini_mod, tmp_path,
 def test_sigkill_mid_run_then_rerun_finishes_without_duplicates_or_corrupt_files(mini_mod, tmp_path,
                                                                                   tiny_models_dir, converter):
     out = tmp_path / "out"
-    journal = out / batch.JOURNAL_NAME
+    journal = batch.run_files_dir(out) / batch.JOURNAL_NAME
     script = (
         "import sys; from addon.engine.batch import run_batch; "
         "run_batch(sys.argv[1], sys.argv[2], progress=False, models_dir=sys.argv[3], provider='cpu')"
@@ -201,7 +204,8 @@ def test_sigkill_mid_run_then_rerun_finishes_without_duplicates_or_corrupt_files
     assert summary["converted"] + summary["skipped"] == len(GOOD)
     assert list(out.rglob("*.tmp")) == []
     written = sorted(p.relative_to(out).as_posix() for p in (out / "textures").rglob("*.dds"))
-    assert written == sorted(p.relative_to(out).as_posix() for s in GOOD for p in _truepbr_files(out, s))
+    expected = [p for s in GOOD for p in _truepbr_files(out, s)] + [out / "textures/pbr/misc/lonely_g.dds"]
+    assert written == sorted(p.relative_to(out).as_posix() for p in expected)
     for path in (out / "textures").rglob("*.dds"):
         dds.DdsLayout(path.read_bytes())  # complete: every level's bytes present
     entries = json.loads(Path(summary["patcher_json"]).read_text(encoding="utf-8"))
@@ -306,9 +310,9 @@ def test_cancel_stops_after_the_current_set_and_a_rerun_resumes(mini_mod, tmp_pa
 
 def test_cli_prints_one_line_per_failure_and_exits_1(mini_mod, tmp_path, tiny_models_dir, capsys):
     summary_path = tmp_path / "summary.json"
-    args = argparse.Namespace(input=str(mini_mod), output=str(tmp_path / "out"), format="truepbr",
-                              provider="cpu", models=str(tiny_models_dir), allow_output_inside_input=False,
-                              json=str(summary_path))
+    args = cli.build_parser().parse_args(["batch", "--input", str(mini_mod), "--output", str(tmp_path / "out"),
+                                          "--provider", "cpu", "--models", str(tiny_models_dir),
+                                          "--json", str(summary_path)])
     assert batch.cli_batch(args) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert sorted(line.split(":")[0] for line in lines[:-1]) == [f"FAILED textures/{s}.dds" for s in BROKEN]
@@ -317,9 +321,8 @@ def test_cli_prints_one_line_per_failure_and_exits_1(mini_mod, tmp_path, tiny_mo
 
 
 def test_cli_reports_a_bad_input_folder_in_one_sentence(tmp_path, tiny_models_dir, capsys):
-    args = argparse.Namespace(input=str(tmp_path / "missing"), output=str(tmp_path / "out"), format="truepbr",
-                              provider="cpu", models=str(tiny_models_dir), allow_output_inside_input=False,
-                              json=None)
+    args = cli.build_parser().parse_args(["batch", "--input", str(tmp_path / "missing"), "--output",
+                                          str(tmp_path / "out"), "--provider", "cpu", "--models", str(tiny_models_dir)])
     assert batch.cli_batch(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
@@ -345,7 +348,8 @@ def test_discovery_pairs_names_and_explains_every_file_left_out(mini_mod):
     assert by_stem["misc/lonely"].normal is None
     assert by_stem["misc/lonely"].diffuse.suffix == ".tga"  # .tga ranks before .png
     reasons = {i["texture"]: i["reason"] for i in ignored}
-    assert reasons["textures/misc/lonely_g.png"] == "glow map, not a diffuse"
+    assert by_stem["misc/lonely"].glow.name == "lonely_g.png"
+    assert "textures/misc/lonely_g.png" not in reasons  # used as the set's glow: not "ignored"
     assert reasons["textures/misc/lonely.png"] == "same name as textures/misc/lonely.tga, which was used"
     assert not any("pbr/" in name for name in reasons)  # textures/pbr/ is not even looked at
     assert "textures/armor/iron/cuirass_n.dds" not in reasons  # used as a normal map: not "ignored"
@@ -410,7 +414,7 @@ def test_a_texture_saved_during_the_run_is_recorded_with_the_version_that_was_co
     assert not pending, "the texture was never opened"
     assert first["converted"] == 1
 
-    recorded = batch.Journal(out / batch.JOURNAL_NAME).records["saved"]["inputs"]["diffuse"]
+    recorded = batch.Journal(batch.run_files_dir(out) / batch.JOURNAL_NAME).records["saved"]["inputs"]["diffuse"]
     width = dds.DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width
     made_from = {hashlib.sha256(version_1).hexdigest(): 64, hashlib.sha256(version_2).hexdigest(): 32}
     assert made_from[recorded] == width  # the journal names the version the output was made from
@@ -426,7 +430,7 @@ def _start_batch_and_wait_for_done_sets(mod, out, models, count):
         [sys.executable, "-m", "addon.cli", "batch", "--input", str(mod), "--output", str(out),
          "--models", str(models), "--provider", "cpu"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    journal = out / batch.JOURNAL_NAME
+    journal = batch.run_files_dir(out) / batch.JOURNAL_NAME
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if journal.is_file() and journal.read_text(encoding="utf-8").count('"done"') >= count:
@@ -456,7 +460,7 @@ def test_an_interrupted_batch_prints_its_summary_and_exits_130(tmp_path, tiny_mo
     lines = stdout.strip().splitlines()
     assert re.match(r"\d+ converted, 0 already done, 0 failed", lines[-2]), stdout
     assert lines[-1].startswith("Cancelled; run the same command again to resume")
-    summary = json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8"))
+    summary = json.loads(batch.default_summary_path(out).read_text(encoding="utf-8"))
     assert summary["cancelled"] and 2 <= summary["converted"] < 40
     rest = batch.run_batch(mod, out, progress=False, models_dir=tiny_models_dir, provider="cpu")
     assert rest["skipped"] == summary["converted"] and rest["converted"] + rest["skipped"] == 40
@@ -464,7 +468,6 @@ def test_an_interrupted_batch_prints_its_summary_and_exits_130(tmp_path, tiny_mo
 
 def test_a_second_run_into_a_busy_output_folder_is_refused_and_the_first_unaffected(tmp_path, tiny_models_dir,
                                                                                      capsys):
-    from addon import cli
 
     mod, out = _many_sets_mod(tmp_path / "mod", count=30), tmp_path / "out"
     first = _start_batch_and_wait_for_done_sets(mod, out, tiny_models_dir, 1)
@@ -475,6 +478,19 @@ def test_a_second_run_into_a_busy_output_folder_is_refused_and_the_first_unaffec
     first.communicate(timeout=120)
     assert code == 2 and re.search(r"Another PBR Forge run \(process \d+\) is writing into the output folder", err)
     assert first.returncode == 0
-    summary = json.loads((out / batch.SUMMARY_NAME).read_text(encoding="utf-8"))
+    summary = json.loads(batch.default_summary_path(out).read_text(encoding="utf-8"))
     assert summary["converted"] == 30 and summary["input"] == str(mod)
     assert sorted(p.name for p in (out / "textures/pbr").iterdir()) == ["many"]  # nothing of the other mod
+
+
+def test_run_files_an_earlier_version_left_in_the_output_are_moved_out_of_the_mod(mini_mod, tmp_path, converter):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".pbr_forge_journal.jsonl").write_text('{"key": "clutter/bowl", "status": "done"}\n')
+    (tmp_path / "notes.txt").write_text("the modder's notes")
+    (out / "pbr_forge_summary.json").symlink_to(tmp_path / "notes.txt")  # a link is removed, never followed
+    summary = _run(mini_mod, out, converter)
+    assert sorted(p.name for p in out.iterdir()) == ["PBRNifPatcher", "textures"]
+    assert (tmp_path / "notes.txt").read_text() == "the modder's notes"
+    assert any("Removed .pbr_forge_journal.jsonl, pbr_forge_summary.json" in w for w in summary["warnings"])
+    assert summary["converted"] == len(GOOD)  # the old journal did not mark anything done

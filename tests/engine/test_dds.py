@@ -60,14 +60,28 @@ def test_every_mip_level_decodes_to_the_filtered_chain():
         assert error.max() <= 24 and error.mean() <= 5, index  # a wrong offset would be far off
 
 
-@pytest.mark.parametrize("height, width", [(1, 1), (2, 2), (5, 7), (3, 130)])
-def test_sizes_that_are_not_whole_blocks_are_padded_and_keep_their_pixels(height, width):
+@pytest.mark.parametrize("height, width", [(4, 4), (12, 20), (4, 132)])
+def test_mips_that_are_not_whole_blocks_are_padded_and_keep_their_pixels(height, width):
     source = _gradient(height, width) // 8 + 100  # gentle slopes: the test is about padding, not BC7
     layout = dds.DdsLayout(dds.encode_dds(source, "BC7", True))
     assert (layout.width, layout.height) == (width, height)
     assert layout.mip_count == dds.mip_count(width, height)
     assert layout.levels[-1][1:] == (1, 1)
-    assert np.abs(layout.decode(0).astype(int) - source).max() <= 8
+    chain = dds.mip_chain(source, "color")
+    for index, expected in enumerate(chain):  # 3x5, 1x33, ... levels are padded to whole blocks
+        assert np.abs(layout.decode(index).astype(int) - expected).max() <= 12, index  # BC7 error, not offsets
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (2, 2), (5, 7), (203, 301)])
+def test_a_level_0_the_game_would_refuse_is_not_written(height, width):
+    with pytest.raises(ValueError, match="multiples of 4"):
+        dds.encode_dds(np.zeros((height, width, 4), np.uint8), "BC7", True)
+
+
+@pytest.mark.parametrize("size, aligned", [((301, 203), (300, 204)), ((1, 2), (4, 4)), ((6, 10), (8, 12)),
+                                           ((1024, 512), (1024, 512))])
+def test_block_aligned_size_is_the_nearest_multiple_of_4(size, aligned):
+    assert dds.block_aligned_size(*size) == aligned
 
 
 def test_colour_mips_average_in_linear_light():

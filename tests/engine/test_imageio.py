@@ -25,6 +25,30 @@ def _dx10_dds(payload: bytes, width: int, height: int, dxgi_format: int) -> byte
     return b"DDS " + header + dx10 + payload
 
 
+def signed_bc5_dds(block_xy: np.ndarray) -> bytes:
+    """A BC5_SNORM DDS (DXGI 84) whose every 4x4 block holds one normal's X, Y (from (rows, cols, 2)
+    values in [-1, 1]): each BC4 half stores that signed byte as both endpoints, indices 0."""
+    rows, cols = block_xy.shape[:2]
+    signed = np.rint(np.clip(block_xy, -1, 1) * 127).astype(np.int8)
+    payload = b"".join(struct.pack("<bb6xbb6x", x, x, y, y) for x, y in signed.reshape(-1, 2))
+    return _dx10_dds(payload, cols * 4, rows * 4, 84)
+
+
+def test_signed_bc5_normals_decode_to_the_stored_vector_with_z_rebuilt():
+    from addon.engine.imageio import decode_image
+    from addon.engine.pipeline import decode_normal
+
+    vectors = np.array([[[0.3, -0.2], [-0.6, 0.5]], [[0.0, 0.0], [-1.0, 1.0 / 127]]])
+    decoded = decode_image(signed_bc5_dds(vectors), "n.dds")
+    assert decoded.shape == (8, 8, 3) and decoded[..., 2].max() == 0.0  # like unsigned BC5: blue = 0
+    normal = decode_normal(decoded, "opengl", [])
+    # the issue's case: (0.3, -0.2, 0.93) came back as (0.84, -0.54, 0.01)
+    assert normal[0, 0] == pytest.approx([0.3, -0.2, np.sqrt(1 - 0.09 - 0.04)], abs=0.01)
+    assert normal[0, 4] == pytest.approx([-0.6, 0.5, np.sqrt(1 - 0.36 - 0.25)], abs=0.01)
+    assert normal[4, 0] == pytest.approx([0.0, 0.0, 1.0], abs=0.01)
+    assert decoded[4, 4, 0] == 0.0  # -1 maps to 0 exactly, as unsigned BC5 stores it
+
+
 @pytest.mark.parametrize("shape", [(9, 13), (9, 13, 2), (9, 13, 3), (9, 13, 4)])
 @pytest.mark.parametrize("bits", [8, 16])
 def test_png_round_trip_keeps_values_channels_and_bit_depth(tmp_path, shape, bits):

@@ -61,6 +61,10 @@ def test_is_conversion_input_accepts_only_diffuse_textures_outside_pbr(path, exp
     ("wood_nrm.png", "normal"), ("wood_disp.png", "displacement"),
     ("wood_ambient_occlusion.png", "ao"), ("rusty_metal_roughness.png", "roughness"),
     ("plank.png", None),
+    # Skyrim names: a tag inside a CamelCase word is part of the name, not a map.
+    ("DwemerMetal01.dds", None), ("ArmorSteelArm.dds", None), ("IronBaseColor.dds", None),
+    ("Metal_006_ambientOcclusion.jpg", "ao"), ("MetalPlates001_1K_NormalGL.jpg", "normal"),
+    ("WoodFloor043_1K_MetalRoughness.jpg", "packed"), ("Avocado_roughnessMetallic.png", "packed"),
 ])
 def test_tag_role_follows_node_wrangler_tags(name, role):
     assert naming.tag_role(name) == role
@@ -141,3 +145,96 @@ def test_safe_join_refuses_names_escaping_the_root(tmp_path, bad):
 def test_safe_join_keeps_nested_and_non_ascii_names_inside(tmp_path):
     target = naming.safe_join(tmp_path, "textures/pbr/Ärmor plate/Ñ_n.dds")
     assert target == tmp_path / "textures" / "pbr" / "Ärmor plate" / "Ñ_n.dds"
+
+
+# Real vendor sets, as listed by Node Wrangler's own tests (blender-addons node_wrangler/utils/paths_test.py).
+VENDOR_SETS = {
+    "poliigon": (["d/MetalSpottyDiscoloration001_COL_2K_METALNESS.jpg", "d/MetalSpottyDiscoloration001_Cube.jpg",
+                  "d/MetalSpottyDiscoloration001_DISP16_2K_METALNESS.tif",
+                  "d/MetalSpottyDiscoloration001_DISP_2K_METALNESS.jpg", "d/MetalSpottyDiscoloration001_Flat.jpg",
+                  "d/MetalSpottyDiscoloration001_METALNESS_2K_METALNESS.jpg",
+                  "d/MetalSpottyDiscoloration001_NRM16_2K_METALNESS.tif",
+                  "d/MetalSpottyDiscoloration001_NRM_2K_METALNESS.jpg",
+                  "d/MetalSpottyDiscoloration001_ROUGHNESS_2K_METALNESS.jpg",
+                  "d/MetalSpottyDiscoloration001_Sphere.jpg"],
+                 {"base_color": ["COL_2K"], "displacement": ["DISP16", "DISP_2K"], "metallic": ["METALNESS_2K"],
+                  "normal": ["NRM16", "NRM_2K"], "roughness": ["ROUGHNESS"]}),
+    "ambientcg": (["MetalPlates001_1K-JPG.usda", "MetalPlates001_1K-JPG.usdc", "MetalPlates001_1K_Color.jpg",
+                   "MetalPlates001_1K_Displacement.jpg", "MetalPlates001_1K_Metalness.jpg",
+                   "MetalPlates001_1K_NormalDX.jpg", "MetalPlates001_1K_NormalGL.jpg",
+                   "MetalPlates001_1K_Roughness.jpg", "MetalPlates001_PREVIEW.jpg"],
+                  {"base_color": ["Color"], "displacement": ["Displacement"], "metallic": ["Metalness"],
+                   "normal": ["NormalDX", "NormalGL"], "roughness": ["Roughness"]}),
+    "3dtextures": (["Material_2079.jpg", "Metal_006_ambientOcclusion.jpg", "Metal_006_basecolor.jpg",
+                    "Metal_006_height.png", "Metal_006_metallic.jpg", "Metal_006_normal.jpg",
+                    "Metal_006_roughness.jpg"],
+                   {"ao": ["ambientOcclusion"], "base_color": ["basecolor"], "displacement": ["height"],
+                    "metallic": ["metallic"], "normal": ["normal"], "roughness": ["roughness"]}),
+    "polyhaven": (["rusty_metal_02_ao_1k.jpg", "rusty_metal_02_arm_1k.jpg", "rusty_metal_02_diff_1k.jpg",
+                   "rusty_metal_02_disp_1k.png", "rusty_metal_02_nor_dx_1k.exr", "rusty_metal_02_nor_gl_1k.exr",
+                   "rusty_metal_02_rough_1k.exr", "rusty_metal_02_spec_1k.png"],
+                  {"ao": ["_ao_"], "orm": ["_arm_"], "base_color": ["_diff_"], "displacement": ["_disp_"],
+                   "normal": ["nor_dx", "nor_gl"], "roughness": ["_rough_"], "specular": ["_spec_"]}),
+    "texturecan": (["metal_0010_ao_1k.jpg", "metal_0010_color_1k.jpg", "metal_0010_height_1k.png",
+                    "metal_0010_metallic_1k.jpg", "metal_0010_normal_directx_1k.png",
+                    "metal_0010_normal_opengl_1k.png", "metal_0010_roughness_1k.jpg"],
+                   {"ao": ["_ao_"], "base_color": ["_color_"], "displacement": ["_height_"],
+                    "metallic": ["_metallic_"], "normal": ["directx", "opengl"], "roughness": ["_roughness_"]}),
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDOR_SETS))
+def test_tagged_sets_groups_real_vendor_sets_into_one_material(vendor):
+    names, expected = VENDOR_SETS[vendor]
+    sets = naming.tagged_sets(names)
+    assert len(sets) == 1, sets  # previews, USD files and unrelated images join no set
+    (maps,) = sets.values()
+    assert sorted(maps) == sorted(expected)
+    for role, fragments in expected.items():
+        assert len(maps[role]) == len(fragments)
+        for fragment in fragments:
+            assert any(fragment in str(p) for p in maps[role]), (role, fragment, maps[role])
+
+
+@pytest.mark.parametrize("name", ["banana-color.webp", "README-banana.txt", "", ".jpg", " .png", "..."])
+def test_tagged_sets_of_single_and_weird_files(name):
+    sets = naming.tagged_sets([name])
+    assert sets == ({"banana": {"base_color": [Path(name)]}} if name == "banana-color.webp" else {})
+
+
+@pytest.mark.parametrize("name, words", [
+    ("MetalPlates001_1K_NormalGL.jpg", ["metal", "plates", "001", "1k", "normal", "gl"]),
+    ("rusty_metal_02_nor_dx_1k.exr", ["rusty", "metal", "02", "nor", "dx", "1k"]),
+    ("Metal_006_ambientOcclusion", ["metal", "006", "ambient", "occlusion"]),
+    ("MetalSpottyDiscoloration001_NRM16_2K_METALNESS.tif",
+     ["metal", "spotty", "discoloration", "001", "nrm", "16", "2k", "metalness"]),
+])
+def test_words_of_splits_separators_camel_case_and_digits(name, words):
+    assert naming.words_of(name) == words
+
+
+@pytest.mark.parametrize("name, convention", [
+    ("metal_0010_normal_directx_1k.png", "directx"), ("metal_0010_normal_opengl_1k.png", "opengl"),
+    ("wood_nor_dx.png", "directx"), ("wood_nor_gl.png", "opengl"), ("MetalPlates001_1K_NormalDX.jpg", "directx"),
+    ("MetalPlates001_1K_NormalGL.jpg", "opengl"), ("rock_gl_n.dds", "opengl"), ("wood_diffuse_dx.png", "auto"),
+])
+def test_normal_convention_reads_dx_and_gl_words(name, convention):
+    assert naming.normal_convention_of(name) == convention
+
+
+def test_vendor_maps_beside_a_diffuse_are_maps_not_inputs(tmp_path):
+    maps = ["wood_nor_dx.png", "wood_nor_gl.png", "wood_gloss.png", "wood_bump.png", "wood_spec.png",
+            "wood_disp.png", "wood_orm.png", "wood_arm.png", "wood_displacement.png"]
+    _touch(tmp_path, "wood_diffuse.png", *maps)
+    for name in maps:
+        assert naming.is_node_wrangler_map(tmp_path / name), name
+    assert not naming.is_node_wrangler_map(tmp_path / "wood_diffuse.png")
+    assert naming.find_normal_for(tmp_path / "wood_diffuse.png") == tmp_path / "wood_nor_gl.png"
+
+
+def test_find_normal_for_finds_a_dx_only_normal_and_vendor_resolutions(tmp_path):
+    _touch(tmp_path, "wood_diffuse.png", "wood_nor_dx.png",
+           "MetalPlates001_1K_Color.png", "MetalPlates001_1K_NormalDX.png")
+    assert naming.find_normal_for(tmp_path / "wood_diffuse.png") == tmp_path / "wood_nor_dx.png"
+    assert naming.find_normal_for(tmp_path / "MetalPlates001_1K_Color.png") == \
+        tmp_path / "MetalPlates001_1K_NormalDX.png"

@@ -112,6 +112,42 @@ def test_patcher_json_lists_entries_in_the_patcher_format(tmp_path):
         "texture": "architecture\\whiterun\\WRWoodPlank01", "emissive": False, "parallax": True,
         "subsurface": False, "specular_level": 0.04, "roughness_scale": 1.0,
         "displacement_scale": truepbr.DISPLACEMENT_SCALE, "subsurface_color": [1.0, 1.0, 1.0],
-        "subsurface_opacity": 1.0, "smooth_angle": 75,
-    }
+        "subsurface_opacity": 1.0,
+    }  # no smooth_angle: the patchers would re-weld the normals of every matching shape
     assert loaded[1]["parallax"] is False  # a flat height map gets no parallax
+
+
+def test_entry_options_glow_locked_normal_and_a_requested_smooth_angle():
+    entry = truepbr.patcher_entry("dungeons/lamp", make_result(16), emissive=True, lock_normal=True, smooth_angle=60)
+    assert entry["emissive"] is True and entry["lock_normal"] is True and entry["smooth_angle"] == 60
+    assert "lock_normal" not in truepbr.patcher_entry("dungeons/lamp", make_result(16))
+
+
+def test_height_is_centred_on_the_surface_level_without_losing_relief(tmp_path):
+    result = make_result(SIZE)
+    relief = result.height - result.height.mean()
+    result.height = 0.66 + relief * 0.5  # what the models gave: the mean well above the surface level
+    written = truepbr.write_truepbr_set(result, tmp_path, "wall")
+    _layout, pixels = _decoded(written["height"])
+    stored = pixels[..., 0] / 255
+    assert abs(stored.mean() - 0.5) < 0.01
+    assert np.abs((stored - stored.mean()) - relief * 0.5).max() < 0.03  # same relief, only shifted
+
+
+def test_relief_too_tall_to_centre_is_scaled_not_clipped():
+    height = np.array([[0.9, 0.9, 0.9, 0.0]], np.float32)  # mean 0.675; shifted, 0 would become -0.175
+    centred = truepbr.centred_height(height)
+    assert centred.mean() == pytest.approx(0.5) and centred.min() == pytest.approx(0.0)
+    assert centred[0, 0] == pytest.approx(0.5 + 0.225 * 0.5 / 0.675)
+
+
+def test_glow_is_carried_as_srgb_bc7_with_mips_and_a_locked_normal_writes_no_n(tmp_path):
+    glow = np.zeros((32, 16, 3), np.float32)
+    glow[8:16, 4:12] = (1.0, 0.6, 0.2)
+    written = truepbr.write_truepbr_set(make_result(SIZE), tmp_path, "dungeons/lamp", glow=glow, lock_normal=True)
+    assert set(written) == {"albedo", "rmaos", "height", "glow"}
+    assert written["glow"].name == "lamp_g.dds"
+    layout, pixels = _decoded(written["glow"])
+    assert (layout.dxgi, layout.width, layout.height, layout.mip_count) == (99, 16, 32, dds.mip_count(16, 32))
+    assert np.abs(pixels[..., :3] - _as_uint8(glow)).max() <= 8
+    assert not (tmp_path / "textures/pbr/dungeons/lamp_n.dds").exists()

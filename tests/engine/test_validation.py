@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,14 +182,17 @@ def test_batch_summary_and_contact_sheet_list_exactly_the_flagged_sets(tmp_path,
     assert summary["flagged"] == flagged, summary["validation"]
     assert "metallic" in summary["validation"][flagged[0]]["flags"]
     assert "brightness" in summary["validation"][flagged[1]]["flags"]
-    on_disk = __import__("json").loads((out / batch.SUMMARY_NAME).read_text())
+    on_disk = __import__("json").loads(batch.default_summary_path(out).read_text())
     assert on_disk["flagged"] == flagged and on_disk["validation"] == summary["validation"]
 
-    page = (out / summary["contact_sheet"]["html"]).read_text()
+    # Beside the summary in the run's own folder: the mod in the output stays only the mod.
+    assert {Path(p).parent for p in summary["contact_sheet"].values()} == {batch.run_files_dir(out)}
+    assert not list(out.rglob("pbr_forge_flagged*"))
+    page = Path(summary["contact_sheet"]["html"]).read_text()
     assert sorted(name for name in summary["validation"] if name in page) == flagged
     assert page.count("<img ") == 2
     from PIL import Image
-    sheet = Image.open(out / summary["contact_sheet"]["png"])
+    sheet = Image.open(summary["contact_sheet"]["png"])
     assert sheet.size == (2 * 2 * contactsheet.THUMBNAIL, contactsheet.THUMBNAIL + contactsheet.LABEL_HEIGHT)
 
 
@@ -203,7 +207,7 @@ def test_a_batch_where_everything_passes_writes_no_contact_sheet(tmp_path, tiny_
     summary = batch.run_batch(mod, tmp_path / "out", progress=False,
                               converter=_ConverterReturningKnownMaps(tiny_converter, by_diffuse))
     assert summary["converted"] == 2 and summary["flagged"] == [] and summary["contact_sheet"] is None
-    assert not list((tmp_path / "out").glob("pbr_forge_flagged*"))
+    assert not list(batch.run_files_dir(tmp_path / "out").glob("pbr_forge_flagged*"))
 
 
 def test_the_cli_prints_each_sets_score_on_its_ok_line(tmp_path, tiny_models_dir):
@@ -223,21 +227,18 @@ def test_the_cli_prints_each_sets_score_on_its_ok_line(tmp_path, tiny_models_dir
 
 
 def test_the_batch_cli_names_the_contact_sheet_on_its_summary_line(tmp_path, tiny_models_dir, capsys):
-    import argparse
     import json
 
-    from addon.engine import batch
+    from addon import cli
 
     _known_mod(tmp_path / "mod")
     summary_path = tmp_path / "summary.json"
-    args = argparse.Namespace(input=str(tmp_path / "mod"), output=str(tmp_path / "out"), format="truepbr",
-                              provider="cpu", models=str(tiny_models_dir), allow_output_inside_input=False,
-                              json=str(summary_path))
-    assert batch.cli_batch(args) == 0
+    assert cli.main(["batch", "--input", str(tmp_path / "mod"), "--output", str(tmp_path / "out"),
+                     "--models", str(tiny_models_dir), "--provider", "cpu", "--json", str(summary_path)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(summary_path.read_text())
     assert len(summary["validation"]) == 4
     if summary["flagged"]:  # the tiny models' verdicts are whatever they are; the line must match them
-        assert f"{len(summary['flagged'])} to check: {tmp_path / 'out' / summary['contact_sheet']['html']}." in last
+        assert f"{len(summary['flagged'])} to check: {summary['contact_sheet']['html']}." in last
     else:
         assert "to check" not in last

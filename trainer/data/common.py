@@ -19,8 +19,6 @@ from trainer import contract
 log = logging.getLogger(__name__)
 
 NUM_CLASSES = len(contract.MATERIAL_CLASSES)
-# Order of the `valid` vector of a sample (docs/architecture.md).
-VALID_TARGETS = ("albedo", "roughness", "metallic", "ao", "height", "metallic_mask", "labels")
 # A pixel belongs to the metallic mask when its metallic value is above this (MatSynth metallic maps
 # are nearly binary; 0.5 splits painted/rusty transitions in the middle).
 METALLIC_MASK_THRESHOLD = 0.5

@@ -45,7 +45,7 @@ class Item:
     seed: int
 
 
-def _stable_int(*parts) -> int:
+def stable_int(*parts) -> int:
     return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
@@ -67,7 +67,7 @@ def _stream_slice(eligible: np.ndarray, seed: int, source: str, start: int, coun
     for i, position in enumerate(range(start, start + count)):
         cycle, offset = divmod(position, n)
         if i == 0 or offset == 0:
-            perm = np.random.default_rng(_stable_int(seed, source, cycle)).permutation(eligible)
+            perm = np.random.default_rng(stable_int(seed, source, cycle)).permutation(eligible)
         out[i] = perm[offset]
     return out
 
@@ -95,12 +95,12 @@ class MixSampler(Sampler):
         for kind, rate in self.rates.items():
             total = int(round(rate * self.samples_per_epoch))
             parts = 2 if kind == "2crop" else 4
-            rng = np.random.default_rng(_stable_int(self.seed, self.epoch, kind))
+            rng = np.random.default_rng(stable_int(self.seed, self.epoch, kind))
             for source, count in exact_counts(self.mix, total).items():
                 picks = rng.choice(self.eligible[source], size=(count, parts))
                 items += [Item(source, tuple(int(i) for i in row), kind, 0) for row in picks]
-        order = np.random.default_rng(_stable_int(self.seed, self.epoch, "shuffle")).permutation(len(items))
-        return [dataclasses.replace(items[i], seed=_stable_int(self.seed, self.epoch, position))
+        order = np.random.default_rng(stable_int(self.seed, self.epoch, "shuffle")).permutation(len(items))
+        return [dataclasses.replace(items[i], seed=stable_int(self.seed, self.epoch, position))
                 for position, i in enumerate(order)]
 
     def _build(self) -> list[Item]:
@@ -143,12 +143,40 @@ class Subset:
         return self.source.labels_of(self.indices[index])
 
 
+class Concat:
+    """Several sources of one domain read as one (e.g. MatSynth shards and a material library)."""
+
+    def __init__(self, sources):
+        self.sources = list(sources)
+        self.domain, self.report = self.sources[0].domain, self.sources[0].report
+        self._offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    def __len__(self):
+        return int(self._offsets[-1])
+
+    def _locate(self, index):
+        part = int(np.searchsorted(self._offsets, index, side="right")) - 1
+        return self.sources[part], int(index - self._offsets[part])
+
+    def load(self, index, rng, size, resolution=None):
+        source, local = self._locate(index)
+        return source.load(local, rng, size, resolution)
+
+    def material_key(self, index):
+        source, local = self._locate(index)
+        return source.material_key(local)
+
+    def labels_of(self, index):
+        source, local = self._locate(index)
+        return source.labels_of(local)
+
+
 def split_holdout(dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     """(train, validation) split BY MATERIAL: every index of a material lands on the same side, so
     validation materials are never trained on. The split depends only on the material keys and the
     seed, and takes round(fraction × materials) materials (at least one when fraction > 0 and there
     are two or more)."""
-    keys = sorted({dataset.material_key(i) for i in range(len(dataset))}, key=lambda k: (_stable_int(seed, k), k))
+    keys = sorted({dataset.material_key(i) for i in range(len(dataset))}, key=lambda k: (stable_int(seed, k), k))
     n_val = int(round(fraction * len(keys)))
     if fraction > 0 and len(keys) > 1:
         n_val = min(max(n_val, 1), len(keys) - 1)

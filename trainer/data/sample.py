@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, VALID_TARGETS, labels_vector
+from trainer.contract import DOMAINS, MAP_CHANNELS, VALID_TARGETS
+from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, labels_vector
 
-DOMAIN_MATSYNTH = 0
-DOMAIN_SKYRIM = 1
+DOMAIN_MATSYNTH = DOMAINS.index("matsynth")
+DOMAIN_SKYRIM = DOMAINS.index("skyrim")
 IMAGE_KEYS = ("diffuse", "normal", "albedo", "maps", "metallic_mask")
-MAP_NAMES = ("roughness", "metallic", "ao", "height")  # == contract.MAP_CHANNELS
+MAP_NAMES = MAP_CHANNELS
 
 
 def _chw(array: np.ndarray) -> torch.Tensor:

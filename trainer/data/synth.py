@@ -23,6 +23,7 @@ from trainer import contract
 from trainer.data.common import (
     ao_from_height, encode_normal, normal_from_height, pack_rmaos,
 )
+from trainer.data.degrade import bc_roundtrip, key_light, lambert, sheen
 
 CATEGORIES = contract.MATERIAL_CLASSES
 
@@ -337,46 +338,30 @@ def generate_material(seed: int, size: int = 512, category: str | None = None) -
 
 def render_old_diffuse(material: Material, rng: np.random.Generator, strength: float = 1.0,
                        bc1: bool | None = None) -> np.ndarray:
-    """The diffuse an old game would ship for this material (HxWx3 sRGB): albedo with baked AO, a baked
+    """The fixed recipe of the procedural sets (trainer.data.degrade.render_old_game is the randomised
+    family for real ground truth, built from the same steps).
+
+    The diffuse an old game would ship for this material (HxWx3 sRGB): albedo with baked AO, a baked
     directional light from the normals, a specular sheen on glossy parts, a colour cast, and (when `bc1`,
     or at random when None) BC1 block artefacts. `strength` 0 returns the albedo unchanged."""
     albedo = srgb_to_linear(material.albedo)
     azimuth = rng.uniform(0, 2 * np.pi)
     elevation = rng.uniform(np.radians(35), np.radians(70))
-    light = np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth),
-                      np.sin(elevation)], np.float32)
-    n_dot_l = np.clip(material.normal @ light, 0.0, None) / light[2]  # 1 on flat ground
-    shade = 1.0 + (n_dot_l - 1.0) * 0.6 * strength
+    light = key_light(azimuth, elevation)
+    shade = 1.0 + (lambert(material.normal, light) - 1.0) * 0.6 * strength
     occlusion = 1.0 + (material.ao - 1.0) * 0.8 * strength
-    half = light + np.array([0, 0, 1], np.float32)
-    half /= np.linalg.norm(half)
-    gloss = (1.0 - material.roughness) ** 2
-    sheen = np.clip(material.normal @ half, 0, 1) ** (8 + 56 * gloss) * gloss * 0.35 * strength
+    highlight = sheen(material.normal, light, material.roughness) * 0.35 * strength
     # Old metals were painted grey-ish: pull metallic areas towards their luminance.
     grey = albedo.mean(axis=-1, keepdims=True)
     albedo = _mix(albedo, grey * 0.8, material.metallic * 0.4 * strength)
     cast = 1.0 + rng.normal(0, 0.04, 3).astype(np.float32) * strength
-    linear = albedo * (shade * occlusion)[..., None] * cast + sheen[..., None]
+    linear = albedo * (shade * occlusion)[..., None] * cast + highlight[..., None]
     diffuse = linear_to_srgb(np.clip(linear, 0, 1))
     if bc1 is None:
         bc1 = bool(rng.random() < 0.5)
     if bc1:
-        diffuse = bc1_roundtrip(diffuse)
+        diffuse = bc_roundtrip(diffuse, alpha=False)
     return diffuse
-
-
-def bc1_roundtrip(rgb: np.ndarray) -> np.ndarray:
-    """Compress to BC1 and back (the 4x4 block artefacts of DXT1 textures); sizes must be multiples of 4."""
-    import etcpak
-    import texture2ddecoder
-
-    h, w = rgb.shape[:2]
-    if h % 4 or w % 4:
-        return rgb
-    rgba = np.concatenate([np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8),
-                           np.full((h, w, 1), 255, np.uint8)], axis=-1)
-    bgra = np.frombuffer(texture2ddecoder.decode_bc1(etcpak.compress_bc1(rgba.tobytes(), w, h), w, h), np.uint8)
-    return (bgra.reshape(h, w, 4)[..., [2, 1, 0]].astype(np.float32) / 255.0)
 
 
 def old_specular_mask(material: Material) -> np.ndarray:

@@ -1,0 +1,80 @@
+"""`trainer evaluate`: the metrics, and a run of the engine and both baselines on a small library."""
+import json
+
+import numpy as np
+
+from addon.engine.imageio import read_image
+from trainer import evaluate, metrics
+from trainer.__main__ import main
+from trainer.data.synth import generate_material
+from tests.trainer.test_library import _import, _licence, _poly_haven_set
+
+SIZE = 64
+
+
+def _case(seed=3, category="wood", mask=None):
+    m = generate_material(seed, SIZE, category)
+    truth = {"albedo": m.albedo, "normal": m.normal, "roughness": m.roughness, "metallic": m.metallic,
+             "ao": m.ao, "height": m.height}
+    return evaluate.Case(m.name, truth, m.albedo, np.zeros((SIZE, SIZE, 3), np.float32), mask)
+
+
+def test_perfect_prediction_scores_perfectly_and_height_scale_is_forgiven():
+    case = _case()
+    scores = evaluate.map_scores(case.truth, case)
+    assert all(v < 1e-6 for v in scores["rmse"].values())
+    assert all(v > 0.999 for v in scores["ssim"].values())
+    rescaled = {**case.truth, "height": 0.3 * case.truth["height"] + 0.2}  # same relief, other depth scale
+    assert evaluate.map_scores(rescaled, case)["rmse"]["height"] < 1e-5
+    wrong = {**case.truth, "roughness": 1.0 - case.truth["roughness"]}
+    assert evaluate.map_scores(wrong, case)["rmse"]["roughness"] > 0.05
+
+
+def test_missing_truth_is_skipped_and_a_mask_limits_the_error_to_the_used_area():
+    case = _case(4, "metal")
+    case.truth["height"] = None
+    prediction = {**case.truth, "height": np.zeros((SIZE, SIZE), np.float32),
+                  "roughness": case.truth["roughness"].copy()}
+    prediction["roughness"][:, SIZE // 2:] = 0.0  # wrong only on the right half
+    assert "height" not in evaluate.map_scores(prediction, case)["rmse"]
+    assert evaluate.map_scores(prediction, case)["rmse"]["roughness"] > 0.1
+    case.mask = np.zeros((SIZE, SIZE), bool)
+    case.mask[:, : SIZE // 2] = True
+    assert evaluate.map_scores(prediction, case)["rmse"]["roughness"] < 1e-6
+    assert evaluate.map_scores(prediction, case)["iou"]["metallic"] == 1.0
+
+
+def _library(tmp_path, count=2):
+    src = tmp_path / "src"
+    _licence(src)
+    for i in range(count):
+        _poly_haven_set(src / f"m{i}", f"set_{chr(97 + i)}", generate_material(40 + i, SIZE, None))
+    _import(src, tmp_path / "lib")
+    return tmp_path / "lib"
+
+
+def test_evaluate_runs_the_engine_and_both_baselines_on_the_held_out_library(tmp_path, tiny_models_dir):
+    lib = _library(tmp_path)
+    out = tmp_path / "report.json"
+    sheet = tmp_path / "sheet.png"
+    assert main(["evaluate", "--models", str(tiny_models_dir), "--data", str(lib), "--size", str(SIZE),
+                 "--json", str(out), "--sheet", str(sheet)]) == 0
+    report = json.loads(out.read_text())
+    assert report["materials"] == 2 and report["brdf_materials"] == 2
+    for method in evaluate.METHODS:
+        assert set(report["means"][method]["rmse"]) == set(evaluate.MAPS)
+        assert 0.0 < report["brdf_cosine"][method] <= 1.0
+    rmse = report["means"]
+    best = min(rmse["identity"]["rmse"]["roughness"], rmse["classic"]["rmse"]["roughness"])
+    assert np.isclose(report["ratio_to_best_baseline"]["roughness"], rmse["models"]["rmse"]["roughness"] / best)
+    # identity: albedo = the input diffuse, so its albedo error is the degradation's
+    assert rmse["identity"]["rmse"]["albedo"] > 0.0
+    assert read_image(sheet).shape == (2 * evaluate.SHEET_TILE, 7 * evaluate.SHEET_TILE, 3)
+    if metrics.alexnet_weights_path() is None:  # without the backbone LPIPS is reported missing, not faked
+        assert "unavailable" in report["lpips"] and "lpips" not in report["means"]["models"]
+
+
+def test_evaluate_on_procedural_materials_replaces_trainer_quality(tiny_models_dir):
+    report = evaluate.evaluate(tiny_models_dir, evaluate.procedural_cases(2, SIZE))
+    assert report["materials"] == 2 and set(report["ratio_to_best_baseline"]) == set(evaluate.MAPS)
+    assert "BRDF-cosine" in evaluate.format_report(report)

@@ -1,0 +1,311 @@
+"""Judge an exported model set against the two baselines on materials it never saw.
+
+`python -m trainer evaluate --models models/ --data LIB [--split heldout]` runs the add-on's own engine
+(addon.engine.pipeline.Converter, the code users run) on the held-out materials of a library
+(trainer/data/library.py): each material's old-game input (diffuse + DirectX normal with the old
+specular alpha) is rendered from its ground truth by trainer.data.degrade with a seed fixed by the
+material, then converted. `--data procedural` judges on procedural materials whose seeds training
+never draws instead. In the same run, side by side:
+  models    the exported set, through the engine;
+  identity  albedo = diffuse, constants elsewhere (trainer/baselines.py);
+  classic   delighting, cavity AO and Frankot–Chellappa height from the input normal.
+Per map and per material: RMSE (albedo in sRGB, the others linear; height standardised per material
+for prediction and truth, since a normal map fixes relief only up to a scale), SSIM, LPIPS when the
+AlexNet weights are on disk, metallic IoU (> 0.5), and the BRDF-cosine of the whole set (GGX renders
+of truth and prediction, both with the true normal, under fixed light/view pairs). A map the truth
+lacks is skipped, never invented; atlases count only their used area. Each map's ratio to the better
+baseline is the number to drive down (the product target is <= 0.5, and a BRDF-cosine >= 0.99).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from addon.engine.brdf import brdf_cosine, render_ggx
+from trainer import metrics
+from trainer.baselines import classic_baseline, identity_baseline
+from trainer.contract import MAP_CHANNELS
+from trainer.data.common import decode_normal, encode_normal, periodic_resize
+from trainer.data.mixing import stable_int
+
+MAPS = ("albedo",) + MAP_CHANNELS
+METHODS = ("models", "identity", "classic")
+BRDF_MAPS = ("albedo", "normal", "roughness", "metallic")
+# generate_set(seed=PROCEDURAL_SEED) draws material seeds PROCEDURAL_SEED * 1_000_003 + i; training runs
+# use small seeds, so these materials are never seen in training.
+PROCEDURAL_SEED = 9_973
+TARGETS = {"ratio_to_best_baseline": 0.5, "brdf_cosine": 0.99}
+DEFAULT_SIZE = 256
+
+
+@dataclass
+class Case:
+    """One material to judge: its truth (maps it has), the old-game inputs and the used-area mask."""
+
+    name: str
+    truth: dict            # albedo (sRGB), normal (OpenGL), and any of roughness, metallic, ao, height
+    diffuse: np.ndarray    # HxWx3 sRGB
+    normal_pixels: np.ndarray  # HxWx3|4 DirectX pixels in [0, 1], alpha = old specular mask
+    mask: np.ndarray | None = None
+
+
+def library_cases(lib, split: str = "heldout", size: int = DEFAULT_SIZE, seed: int = 0):
+    """The truth materials of a library split, resized whole to size x size, with their inputs."""
+    from trainer.data.degrade import render_old_game
+    from trainer.data.library import LibraryDataset
+
+    dataset = LibraryDataset(lib, split=split, role="truth")
+    for i in range(len(dataset)):
+        maps = {k: periodic_resize(v, size, size) for k, v in dataset.read_material(i).items()}
+        maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
+        mask = maps.pop("mask", None)
+        rng = np.random.default_rng(stable_int(seed, dataset.material_key(i)))
+        diffuse, normal_pixels = render_old_game(maps, rng)
+        yield Case(dataset.material_key(i), maps, diffuse, normal_pixels, None if mask is None else mask > 0.5)
+
+
+def procedural_cases(count: int = 26, size: int = DEFAULT_SIZE):
+    """Procedural materials training never draws, with the fixed old-game rendering of trainer.data.synth."""
+    from trainer.data.synth import generate_set
+
+    for m in generate_set(count, size=size, seed=PROCEDURAL_SEED):
+        truth = {"albedo": m.albedo, "normal": m.normal, "roughness": m.roughness, "metallic": m.metallic,
+                 "ao": m.ao, "height": m.height}
+        pixels = np.concatenate([encode_normal(m.normal, directx=True), m.specular[..., None]], axis=-1)
+        yield Case(m.name, truth, m.diffuse, pixels)
+
+
+def _standardise(height: np.ndarray, mask) -> np.ndarray:
+    values = height[mask] if mask is not None else height
+    return (height - values.mean()) / max(float(values.std()), 1e-6)
+
+
+def _tensor(image: np.ndarray) -> torch.Tensor:
+    image = np.asarray(image, np.float32)
+    image = image[..., None] if image.ndim == 2 else image
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+
+
+def map_scores(prediction: dict, case: Case, lpips=None) -> dict[str, dict[str, float]]:
+    """metric -> map -> value for the maps the truth has (RMSE, SSIM, LPIPS if available, IoU)."""
+    scores: dict[str, dict[str, float]] = {"rmse": {}, "ssim": {}}
+    if lpips is not None:
+        scores["lpips"] = {}
+    mask = case.mask
+    for name in MAPS:
+        if case.truth.get(name) is None:
+            continue
+        p = np.asarray(prediction[name], np.float32)
+        t = np.asarray(case.truth[name], np.float32)
+        if name == "height":
+            p, t = _standardise(p, mask), _standardise(t, mask)
+        if mask is not None:  # unused atlas area: prediction set to the truth, so it adds no error
+            where = ~mask if p.ndim == 2 else ~mask[..., None].repeat(p.shape[-1], -1)
+            p = np.where(where, t, p)
+        squared = (p - t) ** 2
+        scores["rmse"][name] = float(np.sqrt(squared.sum() / max(1, (mask.sum() * (p.size // mask.size)))
+                                             if mask is not None else squared.mean()))
+        pt, tt = _tensor(p), _tensor(t)
+        if name == "height":  # SSIM's constants assume values in [0, 1]
+            lo, hi = min(p.min(), t.min()), max(p.max(), t.max())
+            pt, tt = (pt - lo) / max(hi - lo, 1e-6), (tt - lo) / max(hi - lo, 1e-6)
+        scores["ssim"][name] = float(metrics.ssim(pt, tt)[0])
+        if lpips is not None and name != "height":
+            scores["lpips"][name] = float(lpips(pt.clamp(0, 1), tt.clamp(0, 1))[0])
+    if case.truth.get("metallic") is not None:
+        truth_metal, pred_metal = case.truth["metallic"] > 0.5, np.asarray(prediction["metallic"]) > 0.5
+        if mask is not None:
+            truth_metal, pred_metal = truth_metal & mask, pred_metal & mask
+        if (truth_metal | pred_metal).any():  # IoU of two empty masks says nothing
+            scores["iou"] = {"metallic": float(metrics.iou(torch.from_numpy(pred_metal)[None],
+                                                           torch.from_numpy(truth_metal)[None])[0])}
+    return scores
+
+
+def _render_set(cases: list[Case], predictions: list[dict]) -> dict:
+    """All materials side by side as one wide set, each with the true normal (BRDF-cosine of the set)."""
+    return {name: np.concatenate([case.truth["normal"] if name == "normal" else np.asarray(p[name], np.float32)
+                                  for case, p in zip(cases, predictions)], axis=1) for name in BRDF_MAPS}
+
+
+def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet=None) -> dict:
+    """Run models and baselines on every case (see module doc); the report is plain JSON data."""
+    from addon.engine.pipeline import Converter
+
+    converter = Converter(models_dir, provider=provider)
+    lpips = metrics.Lpips(lpips_weights)
+    per_material, brdf_cases, brdf_predictions = [], [], {m: [] for m in METHODS}
+    sheet_rows = []
+    for case in cases:
+        result = converter.convert(case.diffuse, case.normal_pixels, normal_convention="directx")
+        input_normal = decode_normal(case.normal_pixels[..., :3], directx=True)
+        predictions = {
+            "models": {name: np.asarray(getattr(result, name), np.float32) for name in MAPS},
+            "identity": identity_baseline(case.diffuse),
+            "classic": classic_baseline(case.diffuse, input_normal),
+        }
+        per_material.append({"material": case.name, "maps": sorted(k for k in MAPS if case.truth.get(k) is not None),
+                             **{m: map_scores(p, case, lpips if lpips.available else None)
+                                for m, p in predictions.items()}})
+        if all(case.truth.get(k) is not None for k in BRDF_MAPS):
+            brdf_cases.append(case)
+            for method, prediction in predictions.items():
+                brdf_predictions[method].append(prediction)
+        if sheet is not None and len(sheet_rows) < 12:
+            sheet_rows.append(_sheet_row(case, predictions["models"]))
+    if not per_material:
+        raise ValueError("no materials to evaluate")
+    report = summarise(per_material)
+    report["lpips"] = "computed" if lpips.available else lpips.reason
+    if brdf_cases:
+        truth_set = _render_set(brdf_cases, [c.truth for c in brdf_cases])
+        report["brdf_cosine"] = {m: brdf_cosine(_render_set(brdf_cases, preds), truth_set)
+                                 for m, preds in brdf_predictions.items()}
+    report["brdf_materials"] = len(brdf_cases)
+    if brdf_cases:
+        report["meets_targets"] = bool(
+            all(r <= TARGETS["ratio_to_best_baseline"] for r in report["ratio_to_best_baseline"].values())
+            and report["brdf_cosine"]["models"] >= TARGETS["brdf_cosine"])
+    report["targets"] = TARGETS
+    if sheet is not None:
+        _write_sheet(sheet, sheet_rows)
+    return report
+
+
+def summarise(per_material: list[dict]) -> dict:
+    """Means over materials per method/metric/map (each over the materials that have the map), and
+    each map's RMSE ratio of the models to the better baseline."""
+    means: dict = {}
+    for method in METHODS:
+        means[method] = {}
+        for metric in ("rmse", "ssim", "lpips", "iou"):
+            values: dict[str, list[float]] = {}
+            for row in per_material:
+                for name, value in row[method].get(metric, {}).items():
+                    values.setdefault(name, []).append(value)
+            if values:
+                means[method][metric] = {name: float(np.mean(v)) for name, v in values.items()}
+    counts = {name: sum(name in row["maps"] for row in per_material) for name in MAPS}
+    ratios = {}
+    for name, count in counts.items():
+        if count:
+            best = min(means["identity"]["rmse"][name], means["classic"]["rmse"][name])
+            ratios[name] = means["models"]["rmse"][name] / max(best, 1e-9)
+    return {"materials": len(per_material), "map_counts": counts, "means": means,
+            "ratio_to_best_baseline": ratios, "per_material": per_material}
+
+
+def format_report(report: dict, per_material: bool = False) -> str:
+    means = report["means"]
+    lines = [f"{report['materials']} materials ({report.get('data', '')})",
+             f"{'map':9s} {'n':>3s} | {'RMSE models':>11s} {'identity':>8s} {'classic':>8s} {'ratio':>6s} | "
+             f"{'SSIM models':>11s} {'identity':>8s} {'classic':>8s}"]
+    for name in MAPS:
+        if name not in report["ratio_to_best_baseline"]:
+            lines.append(f"{name:9s} {0:3d} | (no truth)")
+            continue
+        rmse = [means[m]["rmse"][name] for m in METHODS]
+        ssim = [means[m]["ssim"][name] for m in METHODS]
+        lines.append(f"{name:9s} {report['map_counts'][name]:3d} | {rmse[0]:11.4f} {rmse[1]:8.4f} {rmse[2]:8.4f} "
+                     f"{report['ratio_to_best_baseline'][name]:6.2f} | {ssim[0]:11.4f} {ssim[1]:8.4f} {ssim[2]:8.4f}")
+    if "iou" in means["models"]:
+        iou = [means[m].get("iou", {}).get("metallic", float("nan")) for m in METHODS]
+        lines.append(f"metallic IoU  models {iou[0]:.4f}  identity {iou[1]:.4f}  classic {iou[2]:.4f}")
+    if "brdf_cosine" in report:
+        c = report["brdf_cosine"]
+        lines.append(f"BRDF-cosine ({report['brdf_materials']} materials with albedo, normal, roughness, metallic)"
+                     f"  models {c['models']:.4f}  identity {c['identity']:.4f}  classic {c['classic']:.4f}")
+    lines.append(f"LPIPS: {report['lpips']}")
+    if "meets_targets" in report:
+        lines.append("meets targets (ratio <= 0.5 on every map, BRDF-cosine >= 0.99): "
+                     + ("yes" if report["meets_targets"] else "no"))
+    if per_material:
+        lines.append("per material RMSE (models / identity / classic):")
+        for row in report["per_material"]:
+            cells = [f"{n} {row['models']['rmse'][n]:.3f}/{row['identity']['rmse'][n]:.3f}/"
+                     f"{row['classic']['rmse'][n]:.3f}" for n in MAPS if n in row["models"]["rmse"]]
+            lines.append(f"  {row['material']}: " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ contact sheet
+
+_LIGHT, _VIEW = (0.4, 0.3, 0.87), (0.0, 0.0, 1.0)
+SHEET_TILE = 128
+
+
+def _sheet_row(case: Case, prediction: dict) -> list[np.ndarray]:
+    """Input diffuse, truth albedo, predicted albedo, truth/predicted roughness, GGX truth/prediction."""
+    def rgb(image):
+        image = np.asarray(image, np.float32)
+        return np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+
+    def render(maps):
+        rough = maps.get("roughness") if maps.get("roughness") is not None else np.full(case.diffuse.shape[:2], 0.7)
+        metal = maps.get("metallic") if maps.get("metallic") is not None else np.zeros(case.diffuse.shape[:2])
+        return np.clip(render_ggx(maps["albedo"], case.truth["normal"], rough, metal, _LIGHT, _VIEW) * 2.5, 0, 1) ** (1 / 2.2)
+
+    truth_rough = case.truth.get("roughness")
+    tiles = [case.diffuse, case.truth["albedo"], prediction["albedo"],
+             truth_rough if truth_rough is not None else np.zeros(case.diffuse.shape[:2]), prediction["roughness"],
+             render(case.truth), render({**prediction, "normal": case.truth["normal"]})]
+    return [periodic_resize(rgb(t), SHEET_TILE, SHEET_TILE) for t in tiles]
+
+
+def _write_sheet(path, rows: list[list[np.ndarray]]) -> None:
+    from addon.engine.imageio import write_png
+    if rows:
+        write_png(path, np.concatenate([np.concatenate(row, axis=1) for row in rows], axis=0))
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+def register_cli(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="judge an exported model set against both baselines")
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--data", required=True,
+                        help="a material library (python -m trainer data import), or 'procedural'")
+    parser.add_argument("--split", default="heldout", choices=("heldout", "train"))
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="materials are judged at SIZE x SIZE")
+    parser.add_argument("--count", type=int, default=26, help="procedural materials (with --data procedural)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the old-game inputs rendered per material")
+    parser.add_argument("--provider", default="cpu")
+    parser.add_argument("--lpips-weights", type=Path, help="AlexNet weights for LPIPS (default: torch hub cache)")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG (input, truth, prediction, renders)")
+    parser.add_argument("--per-material", action="store_true", help="also print each material's errors")
+    parser.add_argument("--record", action="store_true",
+                        help="store the report in the set's manifest.json (provenance.quality)")
+    parser.set_defaults(func=run_cli)
+
+
+def record_in_manifest(models_dir: Path, report: dict) -> None:
+    """provenance.quality of the manifest; the model files and their checksums stay as they are."""
+    path = Path(models_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["provenance"]["quality"] = report
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, path)
+
+
+def run_cli(args) -> int:
+    if args.data == "procedural":
+        cases, described = procedural_cases(args.count, args.size), f"procedural, seed {PROCEDURAL_SEED}"
+    else:
+        cases = library_cases(args.data, args.split, args.size, args.seed)
+        described = f"library {args.data}, split {args.split}, input seed {args.seed}"
+    report = evaluate(args.models, cases, provider=args.provider, lpips_weights=args.lpips_weights, sheet=args.sheet)
+    report["data"] = f"{described}, {args.size} px"
+    print(format_report(report, per_material=args.per_material))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.record:
+        summary = {k: v for k, v in report.items() if k != "per_material"}
+        record_in_manifest(args.models, summary)
+    return 0
