@@ -320,6 +320,15 @@ def _active_material(context):
     return obj.active_material if obj is not None else None
 
 
+def _active_material_is_converted(operator_class, context) -> bool:
+    """poll() of the operators that act on a PBR Forge material (revert, preview)."""
+    material = _active_material(context)
+    if material is not None and material.pbr_forge_source is not None:
+        return True
+    operator_class.poll_message_set("The active material was not made by PBR Forge")
+    return False
+
+
 class PBR_FORGE_OT_convert_material(SteppedOperator, bpy.types.Operator):
     """Convert the active material's diffuse and normal into a new PBR material"""
     bl_idname = "pbr_forge.convert_material"
@@ -401,11 +410,7 @@ class PBR_FORGE_OT_revert_material(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        material = _active_material(context)
-        if material is not None and material.pbr_forge_source is not None:
-            return True
-        cls.poll_message_set("The active material was not made by PBR Forge")
-        return False
+        return _active_material_is_converted(cls, context)
 
     def execute(self, context):
         converted = context.object.active_material
@@ -426,11 +431,7 @@ class PBR_FORGE_OT_render_preview(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        material = _active_material(context)
-        if material is not None and material.pbr_forge_source is not None:
-            return True
-        cls.poll_message_set("The active material was not made by PBR Forge")
-        return False
+        return _active_material_is_converted(cls, context)
 
     def execute(self, context):
         from ..blender.preview import render_material_preview
