@@ -98,19 +98,20 @@ def engine_requirements(variant: str) -> list[str]:
     return chosen
 
 
-def _pip(*arguments: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *arguments, "--only-binary=:all:", "--implementation", "cp"],
-                          capture_output=True, text=True)
+def _pip(command: str, platform: str, python: str, *arguments: str) -> subprocess.CompletedProcess:
+    """`pip COMMAND` for wheels of that Blender platform and Python version, not this machine's."""
+    tags = [argument for tag in PLATFORM_TAGS[platform] for argument in ("--platform", tag)]
+    return subprocess.run([sys.executable, "-m", "pip", command, "--quiet", "--only-binary=:all:", "--implementation",
+                           "cp", "--python-version", python, *tags, *arguments], capture_output=True, text=True)
 
 
 def resolve_closure(requirements: list[str], platform: str, python: str) -> list[str]:
     """`name==version` of every distribution the requirements pull in on that platform/Python, from
     package metadata (pip's resolver), minus what Blender provides."""
-    tags = [argument for tag in PLATFORM_TAGS[platform] for argument in ("--platform", tag)]
     with tempfile.TemporaryDirectory() as scratch:
         report = Path(scratch) / "report.json"
-        done = _pip("install", "--dry-run", "--quiet", "--ignore-installed", "--report", str(report),
-                    "--python-version", python, *tags, "--target", str(Path(scratch) / "target"), *requirements)
+        done = _pip("install", platform, python, "--dry-run", "--ignore-installed", "--report", str(report),
+                    "--target", str(Path(scratch) / "target"), *requirements)
         if done.returncode != 0:
             raise BuildError(f"pip could not resolve {requirements} for {platform}, Python {python}:\n{done.stderr}")
         resolved = json.loads(report.read_text())["install"]
@@ -121,8 +122,7 @@ def resolve_closure(requirements: list[str], platform: str, python: str) -> list
 def download_wheels(pins: list[str], platform: str, python: str, cache: Path) -> list[Path]:
     """The wheel files of exactly `pins` for that platform/Python, downloaded into `cache` once."""
     folder = cache / "wheels" / platform / f"py{python}"
-    tags = [argument for tag in PLATFORM_TAGS[platform] for argument in ("--platform", tag)]
-    done = _pip("download", "--quiet", "--no-deps", "--python-version", python, *tags, "--dest", str(folder), *pins)
+    done = _pip("download", platform, python, "--no-deps", "--dest", str(folder), *pins)
     if done.returncode != 0:
         raise BuildError(f"pip could not download {pins} for {platform}, Python {python}:\n{done.stderr}")
     wanted = {canonical_name(pin.split("==")[0]): pin.split("==")[1] for pin in pins}
