@@ -11,7 +11,8 @@ import pytest
 TINY_MODELS_SEED = 1234
 REPO = Path(__file__).resolve().parents[1]
 # Everything the exported tiny set depends on: a change to any of these re-exports it.
-_EXPORT_SOURCES = ("trainer/contract.py", "trainer/export.py", "trainer/models", "tests/conftest.py")
+_EXPORT_SOURCES = ("trainer/contract.py", "trainer/export.py", "trainer/models", "tests/conftest.py",
+                   "addon/engine/priors.py", "addon/engine/manifest.py")
 _EXPORT_PACKAGES = ("torch", "timm", "transformers", "peft", "onnx", "onnxscript", "onnxruntime")
 
 

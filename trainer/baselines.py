@@ -12,28 +12,10 @@ import numpy as np
 
 from trainer.contract import MAP_CHANNELS
 from addon.engine.colour import linear_to_srgb, srgb_to_linear
+from addon.engine.priors import integrate_normals
 from trainer.data.common import periodic_blur
 
 DEFAULT_CONSTANTS = {"roughness": 0.7, "metallic": 0.0, "ao": 1.0, "height": 0.5}
-
-
-def integrate_normals(normal: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
-    """Frankot–Chellappa: the periodic height whose gradient best matches the OpenGL normal map.
-
-    Returns height in pixel units (mean zero); depth_scale multiplies the slopes first.
-    """
-    nz = np.clip(normal[..., 2], 0.05, None)
-    # OpenGL tangent space: +X right, +Y up. Rows run downwards, so dh/drow = +ny/nz.
-    p = -normal[..., 0] / nz * depth_scale   # dh/dx (columns)
-    q = normal[..., 1] / nz * depth_scale    # dh/dy (rows, downwards)
-    h, w = p.shape
-    wy = 2j * np.pi * np.fft.fftfreq(h)[:, None]
-    wx = 2j * np.pi * np.fft.fftfreq(w)[None, :]
-    denom = np.abs(wx) ** 2 + np.abs(wy) ** 2
-    denom[0, 0] = 1.0
-    spectrum = (np.conj(wx) * np.fft.fft2(p) + np.conj(wy) * np.fft.fft2(q)) / denom
-    spectrum[0, 0] = 0.0
-    return np.real(np.fft.ifft2(spectrum))
 
 
 def normalise_height(height: np.ndarray) -> np.ndarray:

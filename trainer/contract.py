@@ -10,7 +10,9 @@ Tensor layout everywhere: float32, NCHW. Colour images are sRGB-encoded in [0, 1
 """
 from __future__ import annotations
 
-FORMAT_VERSION = 1
+from addon.engine.priors import HEIGHT_PRIOR_SPREAD, PRIOR_MAX_SIDE, SPECULAR_CHANNELS
+
+from addon.engine.manifest import FORMAT_VERSION  # the add-on reads exactly this version
 
 MATERIAL_CLASSES = (
     "ceramic", "concrete", "fabric", "ground", "leather", "marble", "metal",
@@ -50,6 +52,12 @@ def _image(channels, *, colour_space, value_range, meaning, fixed_size=None):
     }
 
 
+def _specular():
+    return {**_image(len(SPECULAR_CHANNELS), colour_space="linear", value_range=(0, 1),
+                     meaning="the old normal map's alpha (specular mask) and a presence flag; (0, 0) when absent"),
+            "channels": list(SPECULAR_CHANNELS)}
+
+
 # Model name -> ONNX signature and semantics. Input/output names are the ONNX names.
 MODEL_SIGNATURES = {
     "albedo": {
@@ -57,6 +65,7 @@ MODEL_SIGNATURES = {
         "inputs": {
             "diffuse": _image(3, colour_space="srgb", value_range=(0, 1), meaning="RGB of the old diffuse"),
             "normal": _image(3, colour_space="normal_opengl", value_range=(-1, 1), meaning="tangent-space normal XYZ"),
+            "specular": _specular(),
         },
         "outputs": {
             "albedo": _image(3, colour_space="srgb", value_range=(0, 1), meaning="RGB base colour"),
@@ -93,6 +102,10 @@ MODEL_SIGNATURES = {
             "condition": {"shape": ["batch", len(CONDITION_CHANNELS), "height", "width"], "dtype": "float32",
                           "channels": list(CONDITION_CHANNELS),
                           "meaning": "per-pixel material logits and metallic logit (FiLM input)"},
+            "specular": _specular(),
+            "height_prior": _image(1, colour_space="linear", value_range=(0, 1),
+                                   meaning=f"integrated height of the normal map, 0.5 + {HEIGHT_PRIOR_SPREAD} x "
+                                           "standard deviations (addon/engine/priors.py)"),
         },
         "outputs": {
             "maps": {"shape": ["batch", len(MAP_CHANNELS), "height", "width"], "dtype": "float32",
@@ -140,7 +153,7 @@ def build_manifest(files: dict[str, dict], provenance: dict) -> dict:
         "map_channels": list(MAP_CHANNELS),
         "condition_channels": list(CONDITION_CHANNELS),
         "tiling": {"tile": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP, "wrap": True,
-                   "context_max_side": CONTEXT_MAX_SIDE},
+                   "context_max_side": CONTEXT_MAX_SIDE, "prior_max_side": PRIOR_MAX_SIDE},
         "models": models,
         "provenance": provenance,
     }

@@ -66,10 +66,15 @@ def random_inputs(name: str, batch: int, height: int, width: int, seed: int) -> 
         n[:, 2] = n[:, 2].abs() + 0.5
         return n / n.norm(dim=1, keepdim=True)
 
+    def specular():
+        present = (torch.rand(batch, 1, 1, 1, generator=g) < 0.5).float().expand(batch, 1, height, width)
+        return torch.cat([torch.rand(batch, 1, height, width, generator=g) * present, present], dim=1)
+
     if name == "albedo":
-        return image(), normal()
+        return image(), normal(), specular()
     if name == "maps":
-        return image(), normal(), 4 * torch.randn(batch, len(CONDITION_CHANNELS), height, width, generator=g)
+        return (image(), normal(), 4 * torch.randn(batch, len(CONDITION_CHANNELS), height, width, generator=g),
+                specular(), torch.rand(batch, 1, height, width, generator=g))
     return (image(),)
 
 
@@ -225,10 +230,15 @@ def export_models(models: nn.ModuleDict, out_dir: str | Path, provenance: dict, 
 
 
 def _export_command(args) -> int:
-    from trainer.checkpoint import load_models
+    from trainer.checkpoint import load_models, resolve_checkpoint, write_trainable
     models, run_config = load_models(args.run)
-    provenance = {"run": Path(args.run).name, "run_config": run_config}
+    if (Path(args.run) / "run_state.json").is_file():  # a run folder: its full record
+        from trainer.train import run_provenance
+        provenance = run_provenance(Path(args.run))
+    else:
+        provenance = {"run": Path(args.run).name, "run_config": run_config}
     manifest = export_models(models, args.out, provenance, opset=args.opset, fp16=args.fp16)
+    write_trainable(resolve_checkpoint(args.run), Path(args.out))
     print(f"Exported {len(manifest['models'])} models to {args.out}")
     for name, entry in manifest["models"].items():
         size = (Path(args.out) / entry["file"]).stat().st_size / 1e6

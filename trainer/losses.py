@@ -1,33 +1,24 @@
-"""Training losses: masked L1 with material-relevance weights, GGX rendering loss, BCE/dice.
+"""Training losses: masked squared errors for the maps, GGX rendering loss, L1 for albedo, BCE/dice.
 
 Masks come from the batch's `valid` flags (a target that is absent for a sample contributes
-nothing) and from the relevance weights below. Every loss returns a scalar that is still attached
-to the prediction's graph when nothing is valid (value 0), so `total.backward()` always works.
+nothing). Every loss returns a scalar that is still attached to the prediction's graph when nothing
+is valid (value 0), so `total.backward()` always works.
 
-Relevance weights (per pixel, multiplied with the validity mask; why each exists):
-- roughness: 1 everywhere.
-- metallic: 1 + METAL_WEIGHT where the pixel is metal (GT metallic > 0.5, or the metallic mask,
-  or the sample is labelled `metal`). Metal covers a few percent of pixels, so an unweighted loss
-  is nearly minimised by "never metal"; the weight makes a missed metal pixel cost several times a
-  false alarm.
-- ao: 1 + AO_CAVITY_WEIGHT * (1 - GT ao). Most of an AO map is ~1; the information is in the
-  occluded crevices, which an unweighted L1 lets the model flatten.
-- height: 1 + HEIGHT_RELIEF_WEIGHT * 2|GT height - 0.5|. Bumps and grooves away from the mid
-  level carry the relief; flat mid-level areas are easy and would dominate otherwise.
+The maps are judged by RMSE on real materials (trainer/evaluate.py), so their loss is the squared
+error, whose minimiser is the conditional mean: where metal is rare but plausible, a squared error
+predicts "partly metal" and an L1 loss predicts "never metal" (the median), which is what collapsed
+metallic to 0 before. Height is compared standardised per sample, as evaluation compares it: only
+its shape matters, never its scale or offset.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from trainer.contract import MAP_CHANNELS, MATERIAL_CLASSES, VALID_INDEX
+from trainer.contract import MAP_CHANNELS, VALID_INDEX
 from trainer.metrics import hemisphere_directions, render_ggx
 
-METAL_WEIGHT = 4.0
-AO_CAVITY_WEIGHT = 2.0
-HEIGHT_RELIEF_WEIGHT = 1.0
 RENDER_LOG_OFFSET = 0.01
-METAL_CLASS = MATERIAL_CLASSES.index("metal")
 
 
 def _zero(pred: torch.Tensor) -> torch.Tensor:
@@ -49,38 +40,35 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return (w * (pred - target).abs()).sum() / total
 
 
-def map_relevance(target_maps: torch.Tensor, metallic_mask: torch.Tensor, labels: torch.Tensor,
-                  valid: torch.Tensor) -> torch.Tensor:
-    """N,4,H,W per-pixel weights for UNet-Maps' channels (see the module docstring).
-
-    valid is the batch's N,7 flags; the metallic mask and labels count only where they are valid.
-    """
-    n = target_maps.shape[0]
-    rough, metal, ao, height = target_maps.unbind(1)
-    is_metal = metal > 0.5
-    mask_valid = valid[:, VALID_INDEX["metallic_mask"]].view(n, 1, 1) > 0
-    is_metal = is_metal | (mask_valid & (metallic_mask[:, 0] > 0.5))
-    labelled_metal = (valid[:, VALID_INDEX["labels"]] > 0) & (labels[:, METAL_CLASS] > 0.5)
-    is_metal = is_metal | labelled_metal.view(n, 1, 1)
-    weights = torch.stack([
-        torch.ones_like(rough),
-        1.0 + METAL_WEIGHT * is_metal.to(target_maps.dtype),
-        1.0 + AO_CAVITY_WEIGHT * (1.0 - ao),
-        1.0 + HEIGHT_RELIEF_WEIGHT * 2.0 * (height - 0.5).abs(),
-    ], dim=1)
-    return weights
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the elements mask (broadcast to pred) selects; 0 when it selects none."""
+    w = mask.to(pred.dtype).expand_as(pred)
+    total = w.sum()
+    if total <= 0:
+        return _zero(pred)
+    return (w * (pred - target) ** 2).sum() / total
 
 
-def maps_l1(pred_maps: torch.Tensor, target_maps: torch.Tensor, metallic_mask: torch.Tensor,
-            labels: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Relevance-weighted masked L1 of the four maps, each channel normalised on its own then averaged
-    over the channels that have any valid sample (so a batch without AO targets does not dilute the rest)."""
-    weights = map_relevance(target_maps, metallic_mask, labels, valid)
+def standardised(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Each sample's map (N,1,H,W) at zero mean and unit standard deviation."""
+    centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    # eps inside the root: a flat map (an untrained height over a flat normal) has a finite gradient.
+    return centred / (centred.pow(2).mean(dim=(1, 2, 3), keepdim=True) + eps * eps).sqrt()
+
+
+def maps_loss(pred_maps: torch.Tensor, target_maps: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Masked squared error of the four maps (height standardised per sample), each channel normalised on
+    its own, then averaged over the channels that have any valid sample (so a batch without AO targets
+    does not dilute the rest)."""
     losses = []
     for c, name in enumerate(MAP_CHANNELS):
         mask = valid[:, VALID_INDEX[name]].view(-1, 1, 1, 1)
-        if mask.sum() > 0:
-            losses.append(masked_l1(pred_maps[:, c:c + 1], target_maps[:, c:c + 1], mask, weights[:, c:c + 1]))
+        if mask.sum() <= 0:
+            continue
+        pred, target = pred_maps[:, c:c + 1], target_maps[:, c:c + 1]
+        if name == "height":
+            pred, target = standardised(pred), standardised(target)
+        losses.append(masked_mse(pred, target, mask))
     return torch.stack(losses).mean() if losses else _zero(pred_maps)
 
 

@@ -1,10 +1,12 @@
 """What each model is trained on, and how a model set is evaluated.
 
 The four models form the conversion chain of the add-on:
-    albedo = UNet-Albedo(diffuse, normal)
+    albedo = UNet-Albedo(diffuse, normal, specular)
     logits, patch_logits = ViT(albedo resized to 224 x 224)
     metallic_logit = SegFormer(albedo shrunk to the context size)
-    maps = UNet-Maps(albedo, normal, build_condition(patch_logits, metallic_logit))
+    maps = UNet-Maps(albedo, normal, build_condition(patch_logits, metallic_logit), specular, height_prior)
+where specular (the normal map's alpha and a presence flag) and height_prior (integrated normals) are
+computed by addon/engine/priors.py, in the batch as in the add-on.
 
 Training (compute_losses) cuts the chain with teacher forcing: the context models and UNet-Maps see
 the *true* albedo where the sample has one (the predicted, detached albedo otherwise), and UNet-Maps
@@ -25,12 +27,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, PIPELINE_ORDER, UNET_MULTIPLE, VALID_INDEX
-from trainer.losses import maps_l1, masked_bce, masked_dice, masked_l1, render_loss
+from trainer.losses import maps_loss, masked_bce, masked_dice, masked_l1, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, l1, label_accuracy, mean_average_precision, pixel_accuracy,
                              rmse, ssim)
 
 MODEL_NAMES = PIPELINE_ORDER
-RENDER_WEIGHT = 0.5     # maps loss = weighted L1 + RENDER_WEIGHT * render loss
+RENDER_WEIGHT = 0.5     # maps loss = squared error + RENDER_WEIGHT * render loss
 DICE_WEIGHT = 1.0       # SegFormer loss = BCE + DICE_WEIGHT * dice
 VALID = VALID_INDEX
 
@@ -93,7 +95,7 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
     pred_albedo = None
     if "albedo" in active or (needs_albedo_input and not bool((albedo_valid > 0).all())):
         with _grad("albedo" in active):
-            pred_albedo = models["albedo"](diffuse, normal)
+            pred_albedo = models["albedo"](diffuse, normal, batch["specular"])
         if "albedo" in active:
             losses["albedo"] = masked_l1(pred_albedo.float(), batch["albedo"], albedo_valid)
     if not needs_albedo_input:
@@ -122,10 +124,10 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
                                       + DICE_WEIGHT * masked_dice(seg_logits, target, mask_valid.flatten()))
     if "maps" in active:
         condition = build_condition(patch_logits.detach(), seg_logits.detach(), tuple(diffuse.shape[-2:]))
-        pred_maps = models["maps"](albedo_in, normal, condition).float()
+        pred_maps = models["maps"](albedo_in, normal, condition, batch["specular"], batch["height_prior"]).float()
         target = batch["maps"]
         render_mask = albedo_valid * _mask(valid, "roughness") * _mask(valid, "metallic")
-        losses["maps"] = (maps_l1(pred_maps, target, batch["metallic_mask"], batch["labels"], valid)
+        losses["maps"] = (maps_loss(pred_maps, target, valid)
                           + RENDER_WEIGHT * render_loss(batch["albedo"], normal, pred_maps, target, render_mask))
     losses["total"] = sum(losses[name] for name in MODEL_NAMES if name in losses)
     return losses
@@ -137,12 +139,12 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
 def predict(models: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The add-on's chain on a batch (no teacher forcing): albedo, material logits (N,13 and
     per-patch), metallic logits at input size and the four maps, all float32."""
-    diffuse, normal = batch["diffuse"], batch["normal"]
-    albedo = models["albedo"](diffuse, normal).float()
+    diffuse, normal, specular = batch["diffuse"], batch["normal"], batch["specular"]
+    albedo = models["albedo"](diffuse, normal, specular).float()
     logits, patch_logits = models["classifier"](classifier_input(albedo))
     seg_logits = models["metallic_seg"](segmenter_input(albedo))
     condition = build_condition(patch_logits, seg_logits, tuple(diffuse.shape[-2:]))
-    maps = models["maps"](albedo, normal, condition).float()
+    maps = models["maps"](albedo, normal, condition, specular, batch["height_prior"]).float()
     metallic_logits = F.interpolate(seg_logits.float(), size=diffuse.shape[-2:], mode="bilinear", align_corners=False)
     return {"albedo": albedo, "material_logits": logits.float(), "patch_logits": patch_logits.float(),
             "metallic_logits": metallic_logits, "maps": maps}

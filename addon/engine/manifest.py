@@ -23,15 +23,15 @@ from pathlib import Path
 
 from .errors import ManifestError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the UNets take the specular input, UNet-Maps the height prior
 MANIFEST_NAME = "manifest.json"
 
 # Names the pipeline feeds and reads, per model: (inputs, outputs).
 ENGINE_IO = {
-    "albedo": (("diffuse", "normal"), ("albedo",)),
+    "albedo": (("diffuse", "normal", "specular"), ("albedo",)),
     "classifier": (("image",), ("logits", "patch_logits")),
     "metallic_seg": (("image",), ("metallic_logits",)),
-    "maps": (("albedo", "normal", "condition"), ("maps",)),
+    "maps": (("albedo", "normal", "condition", "specular", "height_prior"), ("maps",)),
 }
 # Maps the pipeline hands out in PBRResult; the manifest says in which channel each one is.
 ENGINE_MAPS = ("roughness", "metallic", "ao", "height")
@@ -61,6 +61,7 @@ class Manifest:
     tile: int
     overlap: int
     context_max_side: dict
+    prior_max_side: int   # the height prior is integrated at most this many pixels per side
     models: dict          # name -> ModelEntry
     provenance: dict = field(default_factory=dict)
 
@@ -157,6 +158,7 @@ def _parse(models_dir: Path, data: dict) -> Manifest:
         tile=int(tiling["tile"]),
         overlap=int(tiling["overlap"]),
         context_max_side={k: int(v) for k, v in tiling["context_max_side"].items()},
+        prior_max_side=int(tiling["prior_max_side"]),
         models=models,
         provenance=dict(data.get("provenance") or {}),
     )

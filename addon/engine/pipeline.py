@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from .errors import ConversionCancelled, PBRForgeError
-from .manifest import Manifest, fixed_batch, load_manifest
+from .manifest import ENGINE_IO, Manifest, fixed_batch, load_manifest
+from .priors import absent_specular, has_specular_mask, height_prior
 from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession, available_choices
 from .tiling import TiledRun, plan_grid, resize_wrap, round_up, sample_wrap, wrap_source
 
@@ -180,6 +181,7 @@ class ConversionJob:
         # models run, the normal (and later the albedo) are kept in half precision: ample for values
         # in [-1, 1] fed to float32 tiles, and it keeps an 8K set within the 4 GB memory budget.
         unit_normal = np.zeros((height, width, 3), dtype=np.float16)
+        specular_mask = None  # (H, W) float16 when the normal map's alpha is a specular mask
         if normal is None:
             warnings.append("No normal map was given; a flat normal was used, so height and AO carry less detail.")
             unit_normal[..., 2] = 1.0
@@ -189,7 +191,9 @@ class ConversionJob:
                     f"The normal map is {normal.shape[1]}x{normal.shape[0]} but the diffuse is "
                     f"{width}x{height}; the normal was resampled to match."
                 )
-                normal = resize_wrap(normal[..., :3], height, width)
+                normal = resize_wrap(normal, height, width)
+            if normal.shape[2] == 4 and has_specular_mask(normal[..., 3]):  # the old specular mask (`_n` alpha)
+                specular_mask = np.clip(normal[..., 3], 0.0, 1.0).astype(np.float16)
             if normal_convention == "auto":
                 crop = normal[:_DETECTION_CROP, :_DETECTION_CROP]
                 normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
@@ -198,15 +202,17 @@ class ConversionJob:
                 rows = slice(top, top + _DECODE_ROWS)
                 unit_normal[rows] = decode_normal(normal[rows], normal_convention, warnings, rebuild_z)
         normal = None  # the caller's array is no longer needed by the job
+        prior = height_prior(unit_normal, manifest.prior_max_side)[..., None]
+        specular = _specular_source(specular_mask)
         alpha = np.array(diffuse[..., -1], dtype=np.float32) if diffuse.shape[2] in (2, 4) else None
         colour = diffuse[..., :3] if diffuse.shape[2] >= 3 else np.repeat(diffuse[..., :1], 3, axis=2)
         yield
 
-        # (a) albedo over tiles of (diffuse, normal)
+        # (a) albedo over tiles of (diffuse, normal, specular)
         albedo = np.empty((height, width, 3), dtype=np.float32)
-        albedo_model = self._model("albedo", ("diffuse", "normal"), "albedo")
-        run = TiledRun(grid, [wrap_source(colour), wrap_source(unit_normal)], albedo_model, albedo,
-                       converter.batch_tiles)
+        albedo_model = self._model("albedo")
+        run = TiledRun(grid, [wrap_source(colour), wrap_source(unit_normal), specular], albedo_model,
+                       albedo, converter.batch_tiles)
         while not run.step():
             yield
         diffuse = colour = run = None
@@ -232,11 +238,12 @@ class ConversionJob:
             {"image": seg_input})["metallic_logits"][0, :, margin:-margin, margin:-margin].transpose(1, 2, 0)
         condition = _condition_source(manifest, patch_logits, metallic_logit, height, width)
 
-        # (c) maps over tiles of (albedo, normal, condition)
+        # (c) maps over tiles of (albedo, normal, condition, specular, height prior)
         maps = np.empty((height, width, len(manifest.map_channels)), dtype=np.float32)
-        maps_model = self._model("maps", ("albedo", "normal", "condition"), "maps")
-        run = TiledRun(grid, [wrap_source(albedo), wrap_source(unit_normal), condition], maps_model, maps,
-                       converter.batch_tiles)
+        maps_model = self._model("maps")
+        prior_source = _wrap_resampled(prior, height, width)
+        run = TiledRun(grid, [wrap_source(albedo), wrap_source(unit_normal), condition, specular,
+                              prior_source], maps_model, maps, converter.batch_tiles)
         while not run.step():
             yield
         np.clip(maps, 0.0, 1.0, out=maps)
@@ -252,8 +259,10 @@ class ConversionJob:
             seconds=self._seconds,
         )
 
-    def _model(self, name: str, input_names: tuple, output_name: str):
-        """A tiling model callable: list of NCHW tile batches -> NCHW output batch."""
+    def _model(self, name: str):
+        """A tiling model callable: list of NCHW tile batches (in manifest.ENGINE_IO's input order) ->
+        NCHW output batch."""
+        input_names, (output_name,) = ENGINE_IO[name]
         session = self._converter.session(name)
         batch_size = fixed_batch(session.session)
 
@@ -390,6 +399,25 @@ def _resize_nchw(image: np.ndarray, height: int, width: int) -> np.ndarray:
         for c in range(image.shape[2])
     ]
     return np.stack(planes)[None]
+
+
+def _specular_source(mask: np.ndarray | None):
+    """TileSource of the specular input (priors.SPECULAR_CHANNELS: mask, presence) cut from the mask plane."""
+    cut_mask = None if mask is None else wrap_source(mask)
+
+    def cut(y0: int, x0: int, tile_h: int, tile_w: int) -> np.ndarray:
+        if cut_mask is None:
+            return absent_specular(tile_h, tile_w)
+        return np.concatenate([cut_mask(y0, x0, tile_h, tile_w), np.ones((tile_h, tile_w, 1), np.float32)], axis=2)
+
+    return cut
+
+
+def _wrap_resampled(small: np.ndarray, height: int, width: int):
+    """TileSource of a (h, w, C) map covering the whole texture, resampled to each tile's pixels."""
+    if small.shape[:2] == (height, width):
+        return wrap_source(small)
+    return lambda y0, x0, tile_h, tile_w: sample_wrap(small, height, width, y0, x0, tile_h, tile_w)
 
 
 def _condition_source(manifest: Manifest, patch_logits, metallic_logit, height: int, width: int):

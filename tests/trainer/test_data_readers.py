@@ -38,7 +38,8 @@ def test_matsynth_sample_has_the_architecture_schema(tmp_path, materials):
     dataset = MatSynthDataset(tmp_path, resolution=32)
     sample = dataset.load(0, RNG, (16, 24))
     shapes = {k: tuple(v.shape) for k, v in sample.items()}
-    assert shapes == {"diffuse": (3, 16, 24), "normal": (3, 16, 24), "albedo": (3, 16, 24), "maps": (4, 16, 24),
+    assert shapes == {"diffuse": (3, 16, 24), "normal": (3, 16, 24), "specular": (2, 16, 24),
+                      "height_prior": (1, 16, 24), "albedo": (3, 16, 24), "maps": (4, 16, 24),
                       "metallic_mask": (1, 16, 24), "labels": (13,), "valid": (7,), "domain": (), "photometric": ()}
     assert sample["valid"].tolist() == [1.0] * 7 and int(sample["domain"]) == 0
     assert sample["labels"][contract.MATERIAL_CLASSES.index(materials[0].category)] == 1

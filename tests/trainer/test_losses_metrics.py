@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.losses import masked_bce, masked_l1, maps_l1, map_relevance, render_loss
+from trainer.contract import VALID_INDEX
+from trainer.losses import maps_loss, masked_bce, masked_l1, masked_mse, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, mean_average_precision, render_ggx, ssim)
 from trainer.models import ModelsConfig, create_models
 from trainer.objective import compute_losses, evaluate
@@ -26,6 +27,8 @@ def _batch(n=2, h=64, w=64, seed=0, valid=None):
     g = torch.Generator().manual_seed(seed)
     return {
         "diffuse": torch.rand(n, 3, h, w, generator=g), "normal": _normal(n, h, w, seed),
+        "specular": torch.cat([torch.rand(n, 1, h, w, generator=g), torch.ones(n, 1, h, w)], dim=1),
+        "height_prior": torch.rand(n, 1, h, w, generator=g),
         "albedo": torch.rand(n, 3, h, w, generator=g), "maps": torch.rand(n, 4, h, w, generator=g),
         "metallic_mask": (torch.rand(n, 1, h, w, generator=g) > 0.7).float(),
         "labels": (torch.rand(n, 13, generator=g) > 0.7).float(),
@@ -55,17 +58,32 @@ def test_losses_with_nothing_valid_are_zero_and_still_backpropagate():
         loss.backward()
 
 
-def test_metal_pixels_weigh_more_in_the_metallic_loss():
-    target = torch.zeros(1, 4, 4, 4)
-    target[:, 1, :2] = 1.0                      # top half metal
-    weights = map_relevance(target, torch.zeros(1, 1, 4, 4), torch.zeros(1, 13), torch.ones(1, 7))
-    assert torch.all(weights[:, 1, :2] == 5.0) and torch.all(weights[:, 1, 2:] == 1.0)
-    # Missing the metal costs more than a false alarm of the same size.
-    miss, false_alarm = target.clone(), target.clone()
-    miss[:, 1, 0] = 0.0
-    false_alarm[:, 1, 2] = 1.0
-    args = (target, torch.zeros(1, 1, 4, 4), torch.zeros(1, 13), torch.ones(1, 7))
-    assert maps_l1(miss, *args) > maps_l1(false_alarm, *args)
+def test_maps_loss_is_minimised_by_the_mean_so_rare_metal_is_not_rounded_to_zero():
+    # One pixel in four is metal. Under L1 "never metal" (0) and "a quarter metal" (0.25) tie at best;
+    # the squared error the maps are trained with prefers 0.25, the RMSE-optimal answer.
+    target = torch.zeros(1, 4, 2, 2)
+    target[0, 1, 0, 0] = 1.0
+    valid = torch.zeros(1, 7)
+    valid[0, VALID_INDEX["metallic"]] = 1.0             # only metallic is known
+    never, quarter = torch.zeros_like(target), torch.zeros_like(target)
+    quarter[:, 1] = 0.25
+    assert maps_loss(quarter, target, valid) < maps_loss(never, target, valid)
+    assert maps_loss(quarter, target, valid).item() == pytest.approx(masked_mse(quarter[:, 1:2], target[:, 1:2],
+                                                                                torch.ones(1, 1, 1, 1)).item())
+
+
+def test_height_loss_ignores_scale_and_offset_but_not_shape():
+    g = torch.Generator().manual_seed(0)
+    target = torch.zeros(2, 4, 8, 8)
+    target[:, 3] = torch.rand(2, 8, 8, generator=g)
+    valid = torch.zeros(2, 7)
+    valid[:, VALID_INDEX["height"]] = 1.0               # only height is known
+    rescaled = target.clone()
+    rescaled[:, 3] = 0.3 + 0.1 * target[:, 3]
+    assert maps_loss(rescaled, target, valid).item() == pytest.approx(0.0, abs=1e-6)
+    inverted = target.clone()
+    inverted[:, 3] = 1 - target[:, 3]
+    assert maps_loss(inverted, target, valid).item() == pytest.approx(4.0, rel=1e-3)  # z vs -z: (2z)^2
 
 
 def test_render_loss_is_zero_for_true_maps_and_grows_with_roughness_error():

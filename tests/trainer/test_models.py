@@ -19,6 +19,11 @@ def models():
     return create_models(ModelsConfig.tiny(), seed=0)
 
 
+def _specular(n, h, w, present=True):
+    flag = torch.full((n, 1, h, w), float(present))
+    return torch.cat([torch.rand(n, 1, h, w) * flag, flag], dim=1)
+
+
 def _unit_normal(n, h, w):
     v = torch.randn(n, 3, h, w)
     v[:, 2] = v[:, 2].abs() + 1
@@ -31,10 +36,13 @@ def test_forward_shapes_match_the_contract(models):
         logits, patches = models["classifier"](torch.rand(2, 3, 224, 224))
         assert logits.shape == (2, 13) and patches.shape == (2, 13, 14, 14)
         assert models["metallic_seg"](torch.rand(1, 3, 96, 160)).shape == (1, 1, 96, 160)
-        albedo = models["albedo"](torch.rand(2, 3, 64, 96), _unit_normal(2, 64, 96))
+        albedo = models["albedo"](torch.rand(2, 3, 64, 96), _unit_normal(2, 64, 96), _specular(2, 64, 96))
         assert albedo.shape == (2, 3, 64, 96) and 0 <= albedo.min() and albedo.max() <= 1
-        maps = models["maps"](albedo, _unit_normal(2, 64, 96), 5 * torch.randn(2, 14, 64, 96))
-        assert maps.shape == (2, 4, 64, 96) and 0 <= maps.min() and maps.max() <= 1
+        prior = torch.rand(2, 1, 64, 96)
+        maps = models["maps"](albedo, _unit_normal(2, 64, 96), 5 * torch.randn(2, 14, 64, 96), _specular(2, 64, 96),
+                              prior)
+        assert maps.shape == (2, 4, 64, 96)
+        assert 0 <= maps[:, :3].min() and maps[:, :3].max() <= 1   # roughness, metallic, AO: sigmoid heads
 
 
 def test_patch_logits_are_the_head_applied_to_patch_tokens(models):
@@ -50,24 +58,39 @@ def test_patch_logits_are_the_head_applied_to_patch_tokens(models):
 def test_untrained_albedo_model_starts_as_the_identity_on_the_diffuse(models):
     diffuse = torch.rand(1, 3, 32, 64) * 0.9 + 0.05
     with torch.no_grad():
-        albedo = models["albedo"].eval()(diffuse, _unit_normal(1, 32, 64))
+        albedo = models["albedo"].eval()(diffuse, _unit_normal(1, 32, 64), _specular(1, 32, 64))
     assert torch.allclose(albedo, diffuse, atol=1e-5)
+
+
+def test_untrained_maps_model_starts_at_the_integrated_height_prior(models):
+    prior = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        maps = models["maps"].eval()(torch.rand(1, 3, 64, 64), _unit_normal(1, 64, 64), torch.randn(1, 14, 64, 64),
+                                     _specular(1, 64, 64, present=False), prior)
+    assert torch.equal(maps[:, MAP_CHANNELS.index("height")], prior[:, 0])
 
 
 def test_film_starts_as_identity_so_the_condition_has_no_effect_at_init(models):
     maps_model = models["maps"].eval()
     albedo, normal = torch.rand(1, 3, 64, 64), _unit_normal(1, 64, 64)
     with torch.no_grad():
-        a = maps_model(albedo, normal, torch.zeros(1, 14, 64, 64))
-        b = maps_model(albedo, normal, 10 * torch.randn(1, 14, 64, 64))
+        specular, prior = _specular(1, 64, 64), torch.rand(1, 1, 64, 64)
+        a = maps_model(albedo, normal, torch.zeros(1, 14, 64, 64), specular, prior)
+        b = maps_model(albedo, normal, 10 * torch.randn(1, 14, 64, 64), specular, prior)
     assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: m["albedo"](torch.rand(1, 4, 64, 64), torch.rand(1, 3, 64, 64)), "diffuse must be N x 3"),
-    (lambda m: m["albedo"](torch.rand(1, 3, 64, 48), torch.rand(1, 3, 64, 48)), "multiples of 32"),
-    (lambda m: m["maps"](torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 13, 64, 64)),
-     "condition must be N x 14"),
+    (lambda m: m["albedo"](torch.rand(1, 4, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 2, 64, 64)),
+     "diffuse must be N x 3"),
+    (lambda m: m["albedo"](torch.rand(1, 3, 64, 48), torch.rand(1, 3, 64, 48), torch.rand(1, 2, 64, 48)),
+     "multiples of 32"),
+    (lambda m: m["albedo"](torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64)),
+     "specular must be N x 2"),
+    (lambda m: m["maps"](torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 13, 64, 64),
+                         torch.rand(1, 2, 64, 64), torch.rand(1, 1, 64, 64)), "condition must be N x 14"),
+    (lambda m: m["maps"](torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64), torch.rand(1, 14, 64, 64),
+                         torch.rand(1, 2, 64, 64), torch.rand(1, 1, 32, 64)), "same height and width"),
     (lambda m: m["classifier"](torch.rand(1, 3, 256, 256)), "N x 3 x 224 x 224"),
     (lambda m: m["metallic_seg"](torch.rand(1, 1, 128, 128)), "image must be N x 3"),
     (lambda m: m["metallic_seg"](torch.rand(1, 3, 32, 128)), "at least 64"),
@@ -88,8 +111,8 @@ def test_config_round_trips_through_json_and_rebuilds_identical_architecture():
 def test_cpu_default_unets_fit_the_per_pixel_compute_budget():
     from torch.utils.flop_counter import FlopCounterMode
     models = create_models(ModelsConfig.cpu_default()).eval()
-    x = torch.rand(1, 3, 64, 64)
-    for name, args in (("albedo", (x, x)), ("maps", (x, x, torch.rand(1, 14, 64, 64)))):
+    x, specular, prior = torch.rand(1, 3, 64, 64), torch.rand(1, 2, 64, 64), torch.rand(1, 1, 64, 64)
+    for name, args in (("albedo", (x, x, specular)), ("maps", (x, x, torch.rand(1, 14, 64, 64), specular, prior))):
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             models[name](*args)
         macs_per_pixel = counter.get_total_flops() / 2 / (64 * 64)
@@ -133,7 +156,7 @@ def _grads_after_backward(models, loss_fn):
 
 def _maps_loss(models):
     x = torch.rand(2, 3, 64, 64)
-    return models["maps"](x, x, torch.randn(2, 14, 64, 64)).sum()
+    return models["maps"](x, x, torch.randn(2, 14, 64, 64), torch.rand(2, 2, 64, 64), torch.rand(2, 1, 64, 64)).sum()
 
 
 def test_set_trainable_single_map_head_gives_gradients_to_that_head_only():

@@ -15,12 +15,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from addon.engine.priors import height_prior, specular_input
 from trainer.contract import DOMAINS, MAP_CHANNELS, VALID_TARGETS
 from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, labels_vector
 
 DOMAIN_MATSYNTH = DOMAINS.index("matsynth")
 DOMAIN_SKYRIM = DOMAINS.index("skyrim")
-IMAGE_KEYS = ("diffuse", "normal", "albedo", "maps", "metallic_mask")
+IMAGE_KEYS = ("diffuse", "normal", "specular", "height_prior", "albedo", "maps", "metallic_mask")
 MAP_NAMES = MAP_CHANNELS
 
 
@@ -31,10 +32,14 @@ def _chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
-def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, albedo: np.ndarray | None = None,
-                maps: dict[str, np.ndarray] | None = None, labels=None) -> dict[str, torch.Tensor]:
-    """Build a sample from HxW[xC] arrays. Absent targets are zeros with valid = 0; the metallic mask
-    is metallic > METALLIC_MASK_THRESHOLD and valid whenever metallic is."""
+def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, specular: np.ndarray | None = None,
+                albedo: np.ndarray | None = None, maps: dict[str, np.ndarray] | None = None,
+                labels=None) -> dict[str, torch.Tensor]:
+    """Build a sample from HxW[xC] arrays. `specular` is the old normal map's alpha (None when it has
+    none); the networks' specular and height-prior inputs are derived here exactly as the add-on
+    derives them (addon/engine/priors.py), treating the sample as a whole texture. Absent targets are
+    zeros with valid = 0; the metallic mask is metallic > METALLIC_MASK_THRESHOLD and valid whenever
+    metallic is."""
     h, w = diffuse.shape[:2]
     maps = maps or {}
     zeros = np.zeros((h, w), np.float32)
@@ -53,6 +58,8 @@ def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, albedo:
     return {
         "diffuse": _chw(diffuse),
         "normal": _chw(normal),
+        "specular": _chw(specular_input(specular, h, w)),
+        "height_prior": _chw(height_prior(normal)),
         "albedo": _chw(albedo if albedo is not None else np.zeros((h, w, 3), np.float32)),
         "maps": _chw(np.stack([maps.get(n) if maps.get(n) is not None else zeros for n in MAP_NAMES], -1)),
         "metallic_mask": _chw((metallic > METALLIC_MASK_THRESHOLD).astype(np.float32)

@@ -183,5 +183,6 @@ class SkyrimDataset:
         normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True).clip(1e-6)
         pair = self.pairs[index]
         maps = {k: fit(m[k]) for k in ("roughness", "metallic", "ao", "height")}
-        return make_sample(fit(m["diffuse"]), normal, domain=self.domain, albedo=fit(m["albedo"]), maps=maps,
+        return make_sample(fit(m["diffuse"]), normal, domain=self.domain, specular=fit(m["specular"]),
+                           albedo=fit(m["albedo"]), maps=maps,
                            labels=None if pair.identity else self.labels_of(index))

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainer.contract import CONDITION_CHANNELS, MAP_CHANNELS, UNET_MULTIPLE
+from trainer.contract import CONDITION_CHANNELS, MAP_CHANNELS, SPECULAR_CHANNELS, UNET_MULTIPLE
 
 
 def check_image(name: str, x: torch.Tensor, channels: int, multiple: int = 1,
@@ -39,6 +39,9 @@ def check_image(name: str, x: torch.Tensor, channels: int, multiple: int = 1,
         bad = x.shape[2] % multiple != 0 or x.shape[3] % multiple != 0
     if bad:
         raise ValueError(f"{name} must be {expected}, got {tuple(x.shape)}")
+
+
+SPECULAR = len(SPECULAR_CHANNELS)
 
 
 class ConvBNAct(nn.Sequential):
@@ -181,7 +184,7 @@ def unet_parts(trunk: UNetTrunk, heads: nn.ModuleDict) -> dict[str, list[nn.Modu
 
 
 class UNetAlbedo(nn.Module):
-    """diffuse (sRGB) + normal -> albedo (sRGB), as a residual in logit space around the diffuse.
+    """diffuse (sRGB) + normal + specular -> albedo (sRGB), as a residual in logit space around the diffuse.
 
     albedo = sigmoid(logit(diffuse) + delta): delighting is mostly a per-pixel gain (remove baked
     shading/AO) plus small colour shifts, so starting from the identity (delta = 0 at init) is a strong
@@ -192,15 +195,17 @@ class UNetAlbedo(nn.Module):
 
     def __init__(self, widths: tuple[int, ...], convs_per_level: int, final_width: int, head_hidden: int):
         super().__init__()
-        self.trunk = UNetTrunk(6, widths, convs_per_level, final_width)
+        self.trunk = UNetTrunk(6 + SPECULAR, widths, convs_per_level, final_width)
         self.heads = nn.ModuleDict({"albedo": Head(final_width, head_hidden, 3, zero_init=True)})
 
-    def forward(self, diffuse: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    def forward(self, diffuse: torch.Tensor, normal: torch.Tensor, specular: torch.Tensor) -> torch.Tensor:
         check_image("diffuse", diffuse, 3, UNET_MULTIPLE)
         check_image("normal", normal, 3, UNET_MULTIPLE)
-        if diffuse.shape != normal.shape:
-            raise ValueError(f"diffuse {tuple(diffuse.shape)} and normal {tuple(normal.shape)} must match")
-        features = self.trunk(torch.cat([diffuse, normal], dim=1))
+        check_image("specular", specular, SPECULAR, UNET_MULTIPLE)
+        if not (diffuse.shape[2:] == normal.shape[2:] == specular.shape[2:]):
+            raise ValueError(f"diffuse {tuple(diffuse.shape)}, normal {tuple(normal.shape)} and specular "
+                             f"{tuple(specular.shape)} must have the same height and width")
+        features = self.trunk(torch.cat([diffuse, normal, specular], dim=1))
         delta = self.heads["albedo"](features)
         base = torch.logit(diffuse.clamp(self.EPS, 1 - self.EPS))
         return torch.sigmoid(base + delta)
@@ -209,33 +214,43 @@ class UNetAlbedo(nn.Module):
         return unet_parts(self.trunk, self.heads)
 
 
-# Typical values of PBR materials (mostly rough-ish dielectrics with little occlusion).
-MAP_PRIOR_MEANS = {"roughness": 0.6, "metallic": 0.1, "ao": 0.9, "height": 0.5}
+# Where the sigmoid heads start: typical values of real PBR materials (rough-ish dielectrics, AO near
+# white: the constants that are hard to beat on real sets, so training starts from them).
+MAP_PRIOR_MEANS = {"roughness": 0.6, "metallic": 0.05, "ao": 0.97}
 
 
 class UNetMaps(nn.Module):
-    """albedo + normal + condition -> roughness, metallic, ao, height, each from its own head."""
+    """albedo + normal + condition + specular + height prior -> roughness, metallic, ao, height.
+
+    Roughness, metallic and AO come from sigmoid heads; height is the integrated-normal prior plus a
+    correction from a zero-initialised head, so the model starts exactly at normal integration.
+    """
 
     def __init__(self, widths: tuple[int, ...], convs_per_level: int, final_width: int, head_hidden: int,
                  film_hidden: int):
         super().__init__()
-        self.trunk = UNetTrunk(6, widths, convs_per_level, final_width, cond_channels=len(CONDITION_CHANNELS),
-                               film_hidden=film_hidden)
-        self.heads = nn.ModuleDict({name: Head(final_width, head_hidden, 1) for name in MAP_CHANNELS})
+        self.trunk = UNetTrunk(7 + SPECULAR, widths, convs_per_level, final_width,
+                               cond_channels=len(CONDITION_CHANNELS), film_hidden=film_hidden)
+        self.heads = nn.ModuleDict({name: Head(final_width, head_hidden, 1, zero_init=name == "height")
+                                    for name in MAP_CHANNELS})
         # Each head starts at a typical value of its map (the constant baseline) instead of 0.5:
         # sigmoid heads move slowly, and a prior of 0.5 for AO or metallic is far from any material.
         for name, mean in MAP_PRIOR_MEANS.items():
             nn.init.constant_(self.heads[name][-1].bias, math.log(mean / (1.0 - mean)))
 
-    def forward(self, albedo: torch.Tensor, normal: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        check_image("albedo", albedo, 3, UNET_MULTIPLE)
-        check_image("normal", normal, 3, UNET_MULTIPLE)
-        check_image("condition", condition, len(CONDITION_CHANNELS), UNET_MULTIPLE)
-        if not (albedo.shape[2:] == normal.shape[2:] == condition.shape[2:]):
-            raise ValueError(f"albedo {tuple(albedo.shape)}, normal {tuple(normal.shape)} and condition "
-                             f"{tuple(condition.shape)} must have the same height and width")
-        features = self.trunk(torch.cat([albedo, normal], dim=1), condition)
-        return torch.sigmoid(torch.cat([self.heads[name](features) for name in MAP_CHANNELS], dim=1))
+    def forward(self, albedo: torch.Tensor, normal: torch.Tensor, condition: torch.Tensor,
+                specular: torch.Tensor, height_prior: torch.Tensor) -> torch.Tensor:
+        inputs = {"albedo": (albedo, 3), "normal": (normal, 3), "condition": (condition, len(CONDITION_CHANNELS)),
+                  "specular": (specular, SPECULAR), "height_prior": (height_prior, 1)}
+        for name, (x, channels) in inputs.items():
+            check_image(name, x, channels, UNET_MULTIPLE)
+        if any(x.shape[2:] != albedo.shape[2:] for x, _ in inputs.values()):
+            raise ValueError("albedo, normal, condition, specular and height_prior must have the same height and "
+                             "width, got " + ", ".join(f"{n} {tuple(x.shape)}" for n, (x, _) in inputs.items()))
+        features = self.trunk(torch.cat([albedo, normal, specular, height_prior], dim=1), condition)
+        maps = [height_prior + self.heads[name](features) if name == "height"
+                else torch.sigmoid(self.heads[name](features)) for name in MAP_CHANNELS]
+        return torch.cat(maps, dim=1)
 
     def parts(self) -> dict[str, list[nn.Module]]:
         return unet_parts(self.trunk, self.heads)

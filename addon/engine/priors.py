@@ -1,0 +1,83 @@
+"""Classic estimates the networks start from, computed the same way in training and conversion.
+
+- `specular_input`: the old normal map's alpha (Skyrim's specular mask) as two channels, the mask and
+  a presence flag. A missing or flat alpha gives (0, 0): the networks learn a fallback for it.
+- `height_prior`: Frankot–Chellappa integration of the normal map (FFT, exact for tiling textures),
+  standardised. UNet-Maps predicts height as a correction to it, so the network starts as good as
+  normal integration and learns what integration misses.
+
+Both take the whole texture (or a training crop, which the trainer treats as a texture of its own);
+the prior is integrated at most PRIOR_MAX_SIDE pixels per side, so an 8K texture costs what a 1K one does.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+# An alpha whose values span less than this is "flat" (a constant written by a tool), not a mask.
+FLAT_ALPHA_RANGE = 0.02
+PRIOR_MAX_SIDE = 1024
+# The standardised prior is stored as 0.5 + HEIGHT_PRIOR_SPREAD * z (z in standard deviations).
+HEIGHT_PRIOR_SPREAD = 0.1
+SPECULAR_CHANNELS = ("specular_mask", "specular_present")
+
+
+def has_specular_mask(alpha: np.ndarray | None) -> bool:
+    """Whether a normal map's alpha plane is a specular mask (not absent, not one flat value)."""
+    return alpha is not None and float(alpha.max()) - float(alpha.min()) >= FLAT_ALPHA_RANGE
+
+
+def absent_specular(height: int, width: int) -> np.ndarray:
+    """The specular input of a normal map without a mask: (height, width, 2) zeros."""
+    return np.zeros((height, width, 2), dtype=np.float32)
+
+
+def specular_input(alpha: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    """(height, width, 2) float32: the specular mask and its presence flag, 1 where the map carries a
+    mask; (0, 0) when there is no alpha or a flat one. Decided once for the whole image given."""
+    out = absent_specular(height, width)
+    if has_specular_mask(alpha):
+        out[..., 0] = np.clip(alpha, 0.0, 1.0)
+        out[..., 1] = 1.0
+    return out
+
+
+def integrate_normals(normal: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
+    """Frankot–Chellappa: the periodic height whose gradient best matches the OpenGL normal map.
+
+    Returns height in pixel units (mean zero); depth_scale multiplies the slopes first.
+    """
+    normal = np.asarray(normal, dtype=np.float64)
+    nz = np.clip(normal[..., 2], 0.05, None)
+    # OpenGL tangent space: +X right, +Y up. Rows run downwards, so dh/drow = +ny/nz.
+    p = -normal[..., 0] / nz * depth_scale   # dh/dx (columns)
+    q = normal[..., 1] / nz * depth_scale    # dh/dy (rows, downwards)
+    h, w = p.shape
+    wy = 2j * np.pi * np.fft.fftfreq(h)[:, None]
+    wx = 2j * np.pi * np.fft.fftfreq(w)[None, :]
+    denom = np.abs(wx) ** 2 + np.abs(wy) ** 2
+    denom[0, 0] = 1.0
+    spectrum = (np.conj(wx) * np.fft.fft2(p) + np.conj(wy) * np.fft.fft2(q)) / denom
+    spectrum[0, 0] = 0.0
+    return np.real(np.fft.ifft2(spectrum))
+
+
+def standardise(height: np.ndarray) -> np.ndarray:
+    """Zero mean, unit standard deviation (a flat height stays flat: zeros)."""
+    centred = height - height.mean()
+    spread = centred.std()
+    return centred / spread if spread > 1e-8 else np.zeros_like(centred)
+
+
+def height_prior(normal: np.ndarray, max_side: int = PRIOR_MAX_SIDE) -> np.ndarray:
+    """(h, w) float32 standardised integrated height, 0.5 + HEIGHT_PRIOR_SPREAD * z, of an (H, W, 3)
+    OpenGL unit normal map; (h, w) = (H, W) shrunk to at most max_side (the caller resamples it with
+    wrap-around to the texture's pixels, as the context logits are)."""
+    height, width = normal.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale < 1.0:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        normal = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(normal[..., c], dtype=np.float32), mode="F")
+                                      .resize(size, Image.Resampling.BILINEAR)) for c in range(3)], axis=-1)
+    z = standardise(integrate_normals(normal))
+    return np.clip(0.5 + HEIGHT_PRIOR_SPREAD * z, 0.0, 1.0).astype(np.float32)
