@@ -687,6 +687,22 @@ def summary(index: dict) -> dict:
     return out
 
 
+def training_sources(lib) -> dict:
+    """Per source, what training may read of a library (its train split): materials by role, the
+    licences with their counts, and the held-out count it never reads (the manifest records this)."""
+    from collections import Counter, defaultdict
+    out = defaultdict(lambda: {"train": Counter(), "licences": Counter(), "heldout": 0})
+    for m in load_index(lib)["materials"].values():
+        entry = out[m["source"]]
+        if m["split"] == "train":
+            entry["train"][m["role"]] += 1
+            entry["licences"][m["licence"]] += 1
+        else:
+            entry["heldout"] += 1
+    return {source: {"train": dict(e["train"]), "licences": dict(e["licences"]), "heldout": e["heldout"]}
+            for source, e in sorted(out.items())}
+
+
 # ------------------------------------------------------------------------------------------ reading
 
 class LibraryDataset:
@@ -753,12 +769,15 @@ class LibraryDataset:
         if "normal" in maps:
             maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
         if self.role == "old_game":
-            return make_sample(maps["diffuse"], maps["normal"], domain=self.domain)
+            # Old-game sets have no PBR truth, but their own height map (where one exists) is a real target.
+            return make_sample(maps["diffuse"], maps["normal"], domain=self.domain, specular=maps.get("specular"),
+                               maps={"height": maps.get("height")})
         from trainer.data.degrade import render_old_game
         diffuse, normal_pixels = render_old_game(maps, rng, self.degradation)
         normal = decode_normal(normal_pixels[..., :3], directx=True)
+        specular = normal_pixels[..., 3] if normal_pixels.shape[-1] == 4 else None
         targets = {k: maps.get(k) for k in ("roughness", "metallic", "ao", "height")}
-        return make_sample(diffuse, normal, domain=self.domain, albedo=maps["albedo"], maps=targets)
+        return make_sample(diffuse, normal, domain=self.domain, specular=specular, albedo=maps["albedo"], maps=targets)
 
     @staticmethod
     def _crop_origin(mask, shape, size, rng) -> tuple[int, int]:
