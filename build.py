@@ -144,9 +144,17 @@ def stage(staging: Path, models_dir: Path, exclude: list[str]) -> None:
     # The manifest's exclude patterns are plain name globs here ("__pycache__/", "*.pyc", ".*").
     ignore = shutil.ignore_patterns(*(pattern.rstrip("/") for pattern in exclude))
     shutil.copytree(ROOT / "addon", staging, ignore=ignore)
-    if not (models_dir / "manifest.json").is_file():
+    manifest_path = models_dir / "manifest.json"
+    if not manifest_path.is_file():
         raise BuildError(f"{models_dir} has no manifest.json; export the models first (python -m trainer export)")
-    shutil.copytree(models_dir, staging / "models", ignore=ignore)
+    # Only what the manifest lists: the trainable checkpoint beside the ONNX set (trainable/) is for
+    # the trainer, not for Blender.
+    (staging / "models").mkdir()
+    shutil.copy2(manifest_path, staging / "models" / "manifest.json")
+    for entry in json.loads(manifest_path.read_text(encoding="utf-8"))["models"].values():
+        for key in ("file", "fp16_file"):
+            if key in entry:
+                shutil.copy2(models_dir / entry[key], staging / "models" / entry[key])
 
 
 def staged_manifest(source_text: str, *, platforms: list[str], wheels: list[str],

@@ -43,13 +43,16 @@ def _add_run_parser(subparsers, name: str, help_text: str) -> None:
     p.add_argument("--lion", action="store_true", default=None, help="Lion instead of AdamW where the plan allows (C, C′)")
     p.add_argument("--wandb", action="store_true", default=None, help="also log to Weights & Biases (offline unless WANDB_MODE)")
     p.add_argument("--export-to", help="also copy the exported ONNX set here (e.g. models/)")
+    p.add_argument("--init-from", help="start from these weights instead of new models: an exported models folder "
+                                       "(models/ keeps its trainable checkpoint), a run or a checkpoint folder")
     p.add_argument("--no-export", action="store_true", help="do not export ONNX models at the end")
     p.set_defaults(func=_run_command)
 
 
 OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "grad_accum",
              "lr_scale", "val_batches",
-             "num_workers", "checkpoint_every", "compile", "lion", "wandb", "export_to", "matsynth", "skyrim", "library")
+             "num_workers", "checkpoint_every", "compile", "lion", "wandb", "export_to", "init_from", "matsynth", "skyrim",
+             "library")
 
 
 def config_from_args(args) -> RunConfig:

@@ -33,6 +33,8 @@ META = "meta.json"
 FORMAT_VERSION = 1
 # "start": the weights a job began from (kept to merge independent jobs); "last"; "best".
 POINTERS = ("start", "last", "best")
+# An exported models folder keeps the trainable checkpoint of its ONNX set here.
+TRAINABLE_DIR = "trainable"
 
 
 class CheckpointError(PBRForgeError):
@@ -162,14 +164,31 @@ def build_models(models_config: dict, lora_rank: int):
     return models
 
 
+def write_trainable(ckpt: Checkpoint, models_dir: Path) -> Path:
+    """Copy a checkpoint's weights and meta (models config, LoRA rank, run config) beside an exported
+    ONNX set as `<models_dir>/trainable/`, so training can continue from the shipped models
+    (`python -m trainer run --init-from models/`)."""
+    out = Path(models_dir) / TRAINABLE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{WEIGHTS}.{uuid.uuid4().hex[:8]}.tmp"
+    shutil.copyfile(ckpt.path / WEIGHTS, tmp)
+    os.replace(tmp, out / WEIGHTS)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("sampler", "histories")}
+    write_json_atomic(out / META, meta)
+    return out
+
+
 def resolve_checkpoint(path: str | Path) -> Checkpoint:
     """A checkpoint from a run folder (its final assembled models, else its latest finished phase),
-    a job folder (its best, else last checkpoint), a checkpoint folder, or its weights file."""
+    a job folder (its best, else last checkpoint), a checkpoint folder, its weights file, or an
+    exported models folder that carries its trainable checkpoint (`trainable/`)."""
     path = Path(path)
     if path.is_file() and path.name == WEIGHTS:
         path = path.parent
     if (path / META).is_file():
         return Checkpoint(path)
+    if (path / TRAINABLE_DIR / META).is_file():
+        return Checkpoint(path / TRAINABLE_DIR)
     if (path / "final" / META).is_file():
         return Checkpoint(path / "final")
     for pointer in ("best", "last"):
@@ -183,7 +202,7 @@ def resolve_checkpoint(path: str | Path) -> Checkpoint:
         if best:
             return best
     raise CheckpointError(f"No checkpoint found at {path}; pass a run folder (--out of `python -m trainer run`), "
-                          f"a phase/job folder or a checkpoint folder.")
+                          f"a phase/job folder, a checkpoint folder or a models folder with {TRAINABLE_DIR}/.")
 
 
 def load_models(run_dir_or_ckpt: str | Path, map_location="cpu"):

@@ -49,6 +49,7 @@ class RunConfig:
     num_workers: int | None = None     # data-loading processes; None: 0 on the CPU, several per GPU
     checkpoint_every: int = 0          # also save "last" every N optimiser steps within an epoch
     export_to: str | None = None       # also copy the exported ONNX set here (e.g. models/)
+    init_from: str | None = None       # start the plan's new models from these weights (e.g. models/)
     profile: str | None = None
     models: dict = field(default_factory=dict)   # ModelsConfig as a dict, filled at start
     plan_data: dict = field(default_factory=dict)  # the merged plan TOML, filled at start

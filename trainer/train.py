@@ -23,7 +23,8 @@ from torch import nn
 
 from addon.engine.errors import PBRForgeError
 from trainer.checkpoint import (
-    Checkpoint, build_models, find_checkpoint, model_state, read_json, save_checkpoint, set_rng_state,
+    Checkpoint, build_models, find_checkpoint, model_state, read_json, resolve_checkpoint, save_checkpoint,
+    set_rng_state, write_trainable,
     rng_state, write_json_atomic,
 )
 from trainer.config import RunConfig
@@ -517,6 +518,9 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
         cfg = saved  # a run keeps the configuration it started with
     elif resume:
         raise RunFolderError(f"There is no run to resume in {run_dir}; start one without --resume.")
+    initial = resolve_checkpoint(cfg.init_from) if cfg.init_from else None
+    if initial is not None:
+        cfg.models = initial.meta["models"]  # continuing from weights fixes the architecture
     if not cfg.models:
         from dataclasses import asdict
         from trainer.models import ModelsConfig
@@ -528,6 +532,8 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
         # On a GPU the per-sample decoding, resizing and augmenting is the bottleneck: feed it from
         # worker processes. On the CPU the workers would only compete with the training threads.
         cfg.num_workers = min(8, (os.cpu_count() or 2) // rt.world_size - 1) if rt.cuda else 0
+    if rt.distributed:
+        torch.distributed.barrier()  # every rank has looked at the folder before rank 0 writes to it
     if rt.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config_file, cfg.to_dict())
@@ -538,12 +544,14 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
         log.info("%s; validation reports the other metrics.", lpips.reason)
     ctx = JobContext(cfg, plan, run_dir, rt, open_sources(cfg, plan, run_dir, rt), logger, lpips)
     state = RunState(run_dir, rt)
+    state.data.setdefault("sessions", []).append(
+        {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "hardware": describe_hardware(rt)})
     previous: Checkpoint | None = None
     reached = only_phase is None
     for index, phase in enumerate(plan.phases):
         selected = only_phase is None or only_phase in (phase.name, phase.label)
         reached = reached or selected
-        init = previous if phase.init == "previous" else None
+        init = previous if phase.init == "previous" else initial
         if selected:
             if only_phase and not resume:
                 _clear_phase(ctx, state, phase)
@@ -603,20 +611,53 @@ def _finish(ctx: JobContext, state: RunState, last: Checkpoint) -> Checkpoint:
     return Checkpoint(final_dir)
 
 
+def describe_hardware(rt: Runtime) -> dict:
+    """What a run session trains on (recorded in run_state.json, copied into the manifest)."""
+    import platform
+    info = {"machine": platform.machine(), "system": platform.system(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": str(rt.device), "world_size": rt.world_size,
+            "torch": torch.__version__}
+    if rt.cuda:
+        info["gpu"] = torch.cuda.get_device_name(rt.device)
+    return info
+
+
+def run_provenance(run_dir: Path) -> dict:
+    """How a finished run made its models, for the manifest: plan, config, data sources (with the
+    library's licences), every job's epochs, optimiser steps and wall time, the gates, and the
+    hardware of each session."""
+    cfg = RunConfig.from_dict(read_json(run_dir / "run_config.json"))
+    state = read_json(run_dir / "run_state.json")
+    jobs = {}
+    for key, job in state["jobs"].items():
+        last = find_checkpoint(run_dir / key, "last")
+        start_pointer = run_dir / key / "start.json"
+        seconds = (last.path / "meta.json").stat().st_mtime - start_pointer.stat().st_mtime \
+            if last and start_pointer.is_file() else None
+        jobs[key] = {"epochs": max((len(h) - 1 for h in job["history"].values()), default=0),  # [0]: before training
+                     "steps": last.meta.get("global_step") if last else None,
+                     "seconds": round(seconds) if seconds is not None else None,
+                     "best_epoch": job["best_epoch"], "stopped": job["stopped"],
+                     "best_val": {d: min(h) for d, h in job["history"].items() if h}}
+    data = {"matsynth": cfg.matsynth, "skyrim": cfg.skyrim, "library": cfg.library, "synthetic": cfg.synthetic,
+            "init_from": cfg.init_from}
+    if cfg.library:
+        from trainer.data.library import training_sources
+        data["library_training_split"] = training_sources(cfg.library)
+    return {"plan": cfg.plan_data.get("name", cfg.plan), "run": run_dir.name, "run_config": cfg.to_dict(),
+            "data": data, "jobs": jobs, "gates": {k: v["passed"] for k, v in state["gates"].items()},
+            "total_steps": sum(j["steps"] or 0 for j in jobs.values()),
+            "total_seconds": sum(j["seconds"] or 0 for j in jobs.values()),
+            "sessions": state.get("sessions", [])}
+
+
 def _export(ctx: JobContext, final: Checkpoint, state: RunState) -> Path:
     from trainer.checkpoint import load_models
     from trainer.export import export_models
     models, _ = load_models(final.path)
     out = ctx.run_dir / "export"
-    provenance = {
-        "plan": ctx.plan.name, "run": ctx.run_dir.name, "run_config": ctx.cfg.to_dict(),
-        "data": {"matsynth": ctx.cfg.matsynth, "skyrim": ctx.cfg.skyrim, "library": ctx.cfg.library,
-                 "synthetic": ctx.cfg.synthetic},
-        "jobs": {k: {"best_epoch": v["best_epoch"], "stopped": v["stopped"],
-                     "best_val": {d: min(h) for d, h in v["history"].items()}} for k, v in state.data["jobs"].items()},
-        "gates": {k: v["passed"] for k, v in state.data["gates"].items()},
-    }
-    export_models(models, out, provenance)
+    export_models(models, out, run_provenance(ctx.run_dir))
+    write_trainable(final, out)
     if ctx.cfg.export_to:
         import shutil
         shutil.copytree(out, ctx.cfg.export_to, dirs_exist_ok=True)

@@ -210,3 +210,21 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     final_a = Checkpoint(reference / "final").weights()
     final_b = Checkpoint(killed / "final").weights()
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_path):
+    from trainer.checkpoint import resolve_checkpoint, write_trainable
+    torch.set_num_threads(1)
+    plan = small_plan(tmp_path)
+    first = tmp_path / "first"
+    assert main(["run", "--plan", plan, "--out", str(first), *SMALL_ARGS, "--epochs-scale", "0.34"]) == 0
+    shipped = tmp_path / "models"  # what an export leaves beside the ONNX files
+    write_trainable(resolve_checkpoint(first), shipped)
+    second = tmp_path / "second"
+    assert main(["run", "--plan", plan, "--out", str(second), *SMALL_ARGS, "--epochs-scale", "0.34",
+                 "--init-from", str(shipped)]) == 0
+    start = find_checkpoint(second / "P1" / "main", "start")
+    expected = resolve_checkpoint(shipped).weights()
+    assert start.weights().keys() == expected.keys()
+    assert all(torch.equal(start.weights()[k], v) for k, v in expected.items())
+    assert json.loads((second / "run_config.json").read_text())["init_from"] == str(shipped)
