@@ -19,7 +19,6 @@ baseline is the number to drive down (the product target is <= 0.5, and a BRDF-c
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch
 from addon.engine.brdf import brdf_cosine, render_ggx
 from trainer import metrics
 from trainer.baselines import classic_baseline, identity_baseline
+from trainer.checkpoint import write_json_atomic
 from trainer.contract import MAP_CHANNELS
 from trainer.data.common import decode_normal, encode_normal, periodic_resize
 from trainer.data.mixing import stable_int
@@ -133,8 +133,10 @@ def _render_set(cases: list[Case], predictions: list[dict]) -> dict:
                                   for case, p in zip(cases, predictions)], axis=1) for name in BRDF_MAPS}
 
 
-def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet=None) -> dict:
-    """Run models and baselines on every case (see module doc); the report is plain JSON data."""
+def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet=None,
+             without_specular: bool = False) -> dict:
+    """Run models and baselines on every case (see module doc); the report is plain JSON data.
+    without_specular: the models get the normal map without its alpha (the ablation of that input)."""
     from addon.engine.pipeline import Converter
 
     converter = Converter(models_dir, provider=provider)
@@ -142,7 +144,8 @@ def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet
     per_material, brdf_cases, brdf_predictions = [], [], {m: [] for m in METHODS}
     sheet_rows = []
     for case in cases:
-        result = converter.convert(case.diffuse, case.normal_pixels, normal_convention="directx")
+        normal_pixels = case.normal_pixels[..., :3] if without_specular else case.normal_pixels
+        result = converter.convert(case.diffuse, normal_pixels, normal_convention="directx")
         input_normal = decode_normal(case.normal_pixels[..., :3], directx=True)
         predictions = {
             "models": {name: np.asarray(getattr(result, name), np.float32) for name in MAPS},
@@ -156,7 +159,7 @@ def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet
             brdf_cases.append(case)
             for method, prediction in predictions.items():
                 brdf_predictions[method].append(prediction)
-        if sheet is not None and len(sheet_rows) < 12:
+        if sheet is not None:
             sheet_rows.append(_sheet_row(case, predictions["models"]))
     if not per_material:
         raise ValueError("no materials to evaluate")
@@ -240,20 +243,28 @@ SHEET_TILE = 128
 
 
 def _sheet_row(case: Case, prediction: dict) -> list[np.ndarray]:
-    """Input diffuse, truth albedo, predicted albedo, truth/predicted roughness, GGX truth/prediction."""
+    """Input diffuse, then truth and prediction of albedo, roughness, metallic, AO and height (black
+    where the truth lacks the map; heights standardised), then the GGX renders of truth and prediction."""
     def rgb(image):
         image = np.asarray(image, np.float32)
         return np.repeat(image[..., None], 3, -1) if image.ndim == 2 else image[..., :3]
+
+    def shown(name, maps):
+        if case.truth.get(name) is None:
+            return np.zeros(case.diffuse.shape[:2], np.float32)
+        if name == "height":
+            return np.clip(0.5 + 0.2 * _standardise(np.asarray(maps[name], np.float32), case.mask), 0, 1)
+        return maps[name]
 
     def render(maps):
         rough = maps.get("roughness") if maps.get("roughness") is not None else np.full(case.diffuse.shape[:2], 0.7)
         metal = maps.get("metallic") if maps.get("metallic") is not None else np.zeros(case.diffuse.shape[:2])
         return np.clip(render_ggx(maps["albedo"], case.truth["normal"], rough, metal, _LIGHT, _VIEW) * 2.5, 0, 1) ** (1 / 2.2)
 
-    truth_rough = case.truth.get("roughness")
-    tiles = [case.diffuse, case.truth["albedo"], prediction["albedo"],
-             truth_rough if truth_rough is not None else np.zeros(case.diffuse.shape[:2]), prediction["roughness"],
-             render(case.truth), render({**prediction, "normal": case.truth["normal"]})]
+    tiles = [case.diffuse]
+    for name in MAPS:
+        tiles += [shown(name, case.truth), shown(name, prediction)]
+    tiles += [render(case.truth), render({**prediction, "normal": case.truth["normal"]})]
     return [periodic_resize(rgb(t), SHEET_TILE, SHEET_TILE) for t in tiles]
 
 
@@ -278,6 +289,8 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--lpips-weights", type=Path, help="AlexNet weights for LPIPS (default: torch hub cache)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG (input, truth, prediction, renders)")
+    parser.add_argument("--without-specular", action="store_true",
+                        help="ablation: convert with the normal map's alpha (the old specular mask) removed")
     parser.add_argument("--per-material", action="store_true", help="also print each material's errors")
     parser.add_argument("--record", action="store_true",
                         help="store the report in the set's manifest.json (provenance.quality)")
@@ -289,9 +302,7 @@ def record_in_manifest(models_dir: Path, report: dict) -> None:
     path = Path(models_dir) / "manifest.json"
     manifest = json.loads(path.read_text())
     manifest["provenance"]["quality"] = report
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, path)
+    write_json_atomic(path, manifest)
 
 
 def run_cli(args) -> int:
@@ -300,8 +311,10 @@ def run_cli(args) -> int:
     else:
         cases = library_cases(args.data, args.split, args.size, args.seed)
         described = f"library {args.data}, split {args.split}, input seed {args.seed}"
-    report = evaluate(args.models, cases, provider=args.provider, lpips_weights=args.lpips_weights, sheet=args.sheet)
-    report["data"] = f"{described}, {args.size} px"
+    report = evaluate(args.models, cases, provider=args.provider, lpips_weights=args.lpips_weights, sheet=args.sheet,
+                      without_specular=args.without_specular)
+    report["data"] = f"{described}, {args.size} px" + (", models without the specular alpha" if args.without_specular
+                                                       else "")
     print(format_report(report, per_material=args.per_material))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

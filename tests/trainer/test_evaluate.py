@@ -69,7 +69,7 @@ def test_evaluate_runs_the_engine_and_both_baselines_on_the_held_out_library(tmp
     assert np.isclose(report["ratio_to_best_baseline"]["roughness"], rmse["models"]["rmse"]["roughness"] / best)
     # identity: albedo = the input diffuse, so its albedo error is the degradation's
     assert rmse["identity"]["rmse"]["albedo"] > 0.0
-    assert read_image(sheet).shape == (2 * evaluate.SHEET_TILE, 7 * evaluate.SHEET_TILE, 3)
+    assert read_image(sheet).shape == (2 * evaluate.SHEET_TILE, (1 + 2 * len(evaluate.MAPS) + 2) * evaluate.SHEET_TILE, 3)
     if metrics.alexnet_weights_path() is None:  # without the backbone LPIPS is reported missing, not faked
         assert "unavailable" in report["lpips"] and "lpips" not in report["means"]["models"]
 
@@ -78,3 +78,16 @@ def test_evaluate_on_procedural_materials_replaces_trainer_quality(tiny_models_d
     report = evaluate.evaluate(tiny_models_dir, evaluate.procedural_cases(2, SIZE))
     assert report["materials"] == 2 and set(report["ratio_to_best_baseline"]) == set(evaluate.MAPS)
     assert "BRDF-cosine" in evaluate.format_report(report)
+
+
+def test_the_specular_ablation_changes_only_the_models_and_the_report_is_recorded(tiny_models_dir):
+    from addon.engine.manifest import load_manifest
+    cases = list(evaluate.procedural_cases(2, SIZE))
+    full = evaluate.evaluate(tiny_models_dir, cases)
+    ablated = evaluate.evaluate(tiny_models_dir, cases, without_specular=True)
+    for baseline in ("identity", "classic"):  # the baselines never read the alpha
+        assert ablated["means"][baseline] == full["means"][baseline]
+    assert ablated["means"]["models"]["rmse"]["roughness"] != full["means"]["models"]["rmse"]["roughness"]
+    evaluate.record_in_manifest(tiny_models_dir, {"ratio_to_best_baseline": full["ratio_to_best_baseline"]})
+    recorded = load_manifest(tiny_models_dir).provenance["quality"]  # still a valid manifest for the add-on
+    assert recorded == {"ratio_to_best_baseline": full["ratio_to_best_baseline"]}
