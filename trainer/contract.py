@@ -110,7 +110,8 @@ MODEL_SIGNATURES = {
         "outputs": {
             "maps": {"shape": ["batch", len(MAP_CHANNELS), "height", "width"], "dtype": "float32",
                      "channels": list(MAP_CHANNELS), "colour_space": "linear", "range": [0, 1],
-                     "meaning": "roughness, metallic, ambient occlusion, height (0.5 = mid level)"},
+                     "meaning": "roughness, metallic, ambient occlusion, height (0.5 = mid level); AO and height are "
+                                "corrections to white and to the height prior, clipped to [0, 1]"},
         },
     },
 }

@@ -62,12 +62,13 @@ def test_untrained_albedo_model_starts_as_the_identity_on_the_diffuse(models):
     assert torch.allclose(albedo, diffuse, atol=1e-5)
 
 
-def test_untrained_maps_model_starts_at_the_integrated_height_prior(models):
+def test_untrained_maps_model_starts_at_white_ao_and_the_integrated_height_prior(models):
     prior = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         maps = models["maps"].eval()(torch.rand(1, 3, 64, 64), _unit_normal(1, 64, 64), torch.randn(1, 14, 64, 64),
                                      _specular(1, 64, 64, present=False), prior)
     assert torch.equal(maps[:, MAP_CHANNELS.index("height")], prior[:, 0])
+    assert torch.all(maps[:, MAP_CHANNELS.index("ao")] == 1.0)
 
 
 def test_film_starts_as_identity_so_the_condition_has_no_effect_at_init(models):

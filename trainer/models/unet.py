@@ -214,16 +214,20 @@ class UNetAlbedo(nn.Module):
         return unet_parts(self.trunk, self.heads)
 
 
-# Where the sigmoid heads start: typical values of real PBR materials (rough-ish dielectrics, AO near
-# white: the constants that are hard to beat on real sets, so training starts from them).
-MAP_PRIOR_MEANS = {"roughness": 0.6, "metallic": 0.05, "ao": 0.97}
+# Where the sigmoid heads start: typical values of real PBR materials (rough-ish dielectrics).
+MAP_PRIOR_MEANS = {"roughness": 0.6, "metallic": 0.05}
+# Heads that predict a correction to a base instead of a sigmoid value: height to the integrated
+# normals, AO to white (most of a real AO map is exactly 1, which a sigmoid never reaches). Their last
+# conv starts at zero, so the untrained model outputs the base; the engine clips every map to [0, 1].
+RESIDUAL_HEADS = ("ao", "height")
 
 
 class UNetMaps(nn.Module):
     """albedo + normal + condition + specular + height prior -> roughness, metallic, ao, height.
 
-    Roughness, metallic and AO come from sigmoid heads; height is the integrated-normal prior plus a
-    correction from a zero-initialised head, so the model starts exactly at normal integration.
+    Roughness and metallic come from sigmoid heads; AO is white minus a correction and height the
+    integrated-normal prior plus one (RESIDUAL_HEADS), so the untrained model starts exactly at the
+    better classic baseline of each.
     """
 
     def __init__(self, widths: tuple[int, ...], convs_per_level: int, final_width: int, head_hidden: int,
@@ -231,7 +235,7 @@ class UNetMaps(nn.Module):
         super().__init__()
         self.trunk = UNetTrunk(7 + SPECULAR, widths, convs_per_level, final_width,
                                cond_channels=len(CONDITION_CHANNELS), film_hidden=film_hidden)
-        self.heads = nn.ModuleDict({name: Head(final_width, head_hidden, 1, zero_init=name == "height")
+        self.heads = nn.ModuleDict({name: Head(final_width, head_hidden, 1, zero_init=name in RESIDUAL_HEADS)
                                     for name in MAP_CHANNELS})
         # Each head starts at a typical value of its map (the constant baseline) instead of 0.5:
         # sigmoid heads move slowly, and a prior of 0.5 for AO or metallic is far from any material.
@@ -248,9 +252,12 @@ class UNetMaps(nn.Module):
             raise ValueError("albedo, normal, condition, specular and height_prior must have the same height and "
                              "width, got " + ", ".join(f"{n} {tuple(x.shape)}" for n, (x, _) in inputs.items()))
         features = self.trunk(torch.cat([albedo, normal, specular, height_prior], dim=1), condition)
-        maps = [height_prior + self.heads[name](features) if name == "height"
-                else torch.sigmoid(self.heads[name](features)) for name in MAP_CHANNELS]
-        return torch.cat(maps, dim=1)
+        base = {"ao": 1.0, "height": height_prior}
+        maps = torch.cat([base[name] + self.heads[name](features) if name in RESIDUAL_HEADS
+                          else torch.sigmoid(self.heads[name](features)) for name in MAP_CHANNELS], dim=1)
+        # Training sees the unclipped corrections (a clip would stop the gradient of a prediction
+        # beyond white); inference, the exported graph included, returns the contract's [0, 1].
+        return maps if self.training else maps.clamp(0.0, 1.0)
 
     def parts(self) -> dict[str, list[nn.Module]]:
         return unet_parts(self.trunk, self.heads)
