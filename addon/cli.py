@@ -151,7 +151,7 @@ def convert(args) -> int:
             else:
                 written_sets[name] = paths
         if written_sets and not args.no_blend:
-            failures += not _write_blend(args, written_sets)
+            failures += not _write_blend(args, written_sets, converter.manifest.height_midlevel)
     except KeyboardInterrupt:
         cancelled = True
     finally:
@@ -238,11 +238,12 @@ def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, 
     return paths
 
 
-def _write_blend(args, written_sets: dict) -> bool:
-    """Save the .blend of the converted sets (when bpy is available); False after a FAILED line."""
+def _write_blend(args, written_sets: dict, height_midlevel: float) -> bool:
+    """Save the .blend of the converted sets (when bpy is available); False after a FAILED line.
+    `height_midlevel`: the models' flat height level (their manifest's)."""
     blend_path = args.output / f"{_blend_name(args.input, written_sets)}.blend"
     try:
-        if _save_blend(blend_path, written_sets):
+        if _save_blend(blend_path, written_sets, height_midlevel):
             print(f"Blender file: {blend_path}")
     except (PBRForgeError, OSError, RuntimeError) as exc:
         print(f"FAILED {blend_path}: {user_sentence(exc, 'save the Blender file')}")
@@ -254,7 +255,7 @@ def _blend_name(input_path: Path, written_sets: dict) -> str:
     return next(iter(written_sets)) if input_path.is_file() else (input_path.resolve().name or "pbr_forge")
 
 
-def _save_blend(blend_path: Path, written_sets: dict) -> bool:
+def _save_blend(blend_path: Path, written_sets: dict, height_midlevel: float) -> bool:
     """One material per converted set in a new .blend; False when bpy is not available."""
     if importlib.util.find_spec("bpy") is None:
         print("  note: Blender's Python (bpy) is not available here, so no .blend was written "
@@ -266,7 +267,8 @@ def _save_blend(blend_path: Path, written_sets: dict) -> bool:
 
     # Written with libraries.write, so the running Blender's file, preferences and enabled extensions
     # are left as they were (factory settings would disable an installed PBR Forge).
-    materials = {build_material(name, {role: path.resolve() for role, path in paths.items()})
+    materials = {build_material(name, {role: path.resolve() for role, path in paths.items()},
+                                height_midlevel=height_midlevel)
                  for name, paths in written_sets.items()}
     blend_path.parent.mkdir(parents=True, exist_ok=True)
     try:
