@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -385,14 +384,14 @@ def output_under_a_file(scene):
 @case(1, r"FAILED \S*rock\.tga: Could not write the outputs .*Permission denied; check the folder's "
          r"permissions(.|\n)*Converted 0 of 2 textures \(2 failed\)")
 def read_only_output_folder(scene):
-    real_mkstemp = tempfile.mkstemp
+    real_create_temporary = imageio.create_temporary
 
-    def mkstemp(*args, dir=None, **kwargs):  # what a read-only folder answers (even for root)
-        if dir is not None and Path(dir) == scene.out:
-            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-        return real_mkstemp(*args, dir=dir, **kwargs)
+    def create_temporary(folder):  # what a read-only folder answers (even for root)
+        if Path(folder) == scene.out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+        return real_create_temporary(folder)
 
-    scene.monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    scene.monkeypatch.setattr(imageio, "create_temporary", create_temporary)
     return scene.convert()
 
 

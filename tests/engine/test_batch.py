@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from addon import cli
-from addon.engine import batch, dds
+from addon.engine import batch, dds, imageio
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image
 
@@ -244,14 +243,14 @@ def test_a_target_path_that_is_a_folder_fails_only_that_set(mini_mod, tmp_path, 
 def test_a_read_only_output_subfolder_fails_only_its_sets(mini_mod, tmp_path, converter, monkeypatch):
     out = tmp_path / "out"
     locked = out / "textures" / "pbr" / "armor"
-    real_mkstemp = tempfile.mkstemp
+    real_create_temporary = imageio.create_temporary
 
-    def mkstemp(*args, dir=None, **kwargs):  # what the OS answers in a read-only folder (even for root)
-        if dir is not None and locked in (Path(dir), *Path(dir).parents):
-            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-        return real_mkstemp(*args, dir=dir, **kwargs)
+    def create_temporary(folder):  # what the OS answers in a read-only folder (even for root)
+        if locked in (Path(folder), *Path(folder).parents):
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+        return real_create_temporary(folder)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(imageio, "create_temporary", create_temporary)
     summary = _run(mini_mod, out, converter)
     failed = sorted(f["texture"] for f in summary["failures"] if "armor" in f["texture"])
     assert failed == ["textures/armor/iron/cuirass.dds", "textures/armor/iron/gauntlets.dds"]
