@@ -25,6 +25,7 @@ from PIL import Image
 from addon import cli
 from addon.engine import batch, dds, imageio
 from addon.engine.imageio import read_image
+from addon.engine.manifest import FORMAT_VERSION
 
 CASES = []
 
@@ -457,9 +458,11 @@ def model_onnxruntime_cannot_load(scene):
     return scene.convert("--models", scene.models_copy(damage))
 
 
-@case(2, r"has format version '1' written as text, but this PBR Forge reads format version 1 written as a number")
+@case(2, rf"has format version '{FORMAT_VERSION}' written as text, but this PBR Forge reads format version "
+         rf"{FORMAT_VERSION} written as a number")
 def manifest_version_as_text(scene):
-    return scene.convert("--models", scene.models_copy(lambda data, _folder: data.update(format_version="1")))
+    return scene.convert("--models", scene.models_copy(
+        lambda data, _folder: data.update(format_version=str(FORMAT_VERSION))))
 
 
 @case(2, r"FAILED \S*bad_models: \S*manifest\.json' is nested too deeply")
