@@ -7,7 +7,8 @@ set per texture, plus `<output>/<name>.blend` with one material per set when Ble
 a summary line follows; the exit code is 1 when anything failed, 2 when nothing could start and
 130 when interrupted (Ctrl-C or SIGTERM). docs/cli.md lists what each fault produces.
 
-batch: a whole mod folder with resume and the True PBR output; see addon/engine/batch.py.
+batch: a whole mod folder with resume and the True PBR output (the job is addon/engine/batch.py's
+BatchJob; this module only parses the command line and prints).
 """
 from __future__ import annotations
 
@@ -21,9 +22,8 @@ from pathlib import Path
 
 from .engine import naming
 from .engine.errors import PBRForgeError, user_sentence
+from .engine.naming import NORMAL_CONVENTION_CHOICES
 from .engine.sessions import PROVIDER_CHOICES
-
-NORMAL_CONVENTION_CHOICES = ("auto", "directx", "opengl")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--models", type=Path, help="models folder with manifest.json (default: the shipped models)")
     convert.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
                          help="onnxruntime execution provider (auto: a GPU when available, else the CPU)")
-    convert.add_argument("--normal-convention", choices=NORMAL_CONVENTION_CHOICES, default="auto",
-                         help="green channel of the normal maps (auto: from the file name, else from the pixels)")
-    convert.add_argument("--tile", type=int, help="tile size in pixels (default: from the manifest)")
-    convert.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the manifest)")
+    _add_conversion_options(convert, auto="from the file name, else from the pixels")
     convert.add_argument("--no-blend", action="store_true", help="write only the PNG sets, no .blend file")
     convert.add_argument("--allow-output-inside-input", action="store_true",
                          help="allow the output folder to be the input folder or inside it "
@@ -55,8 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--output", required=True, type=Path, help="output mod folder")
     batch.add_argument("--format", choices=("truepbr", "blender", "both"), default="truepbr",
                        help="True PBR DDS set + patcher JSON, Blender PNG sets, or both")
-    batch.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto")
-    batch.add_argument("--models", type=Path)
+    batch.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
+                       help="onnxruntime execution provider (auto: a GPU when available, else the CPU)")
+    batch.add_argument("--models", type=Path, help="models folder with manifest.json (default: the shipped models)")
+    _add_conversion_options(batch, auto="from the file name: DirectX for Skyrim _n")
     batch.add_argument("--allow-output-inside-input", action="store_true",
                        help="allow the output folder to lie inside the input folder")
     batch.add_argument("--json", type=Path,
@@ -71,13 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_conversion_options(command: argparse.ArgumentParser, *, auto: str) -> None:
+    """The options of convert and batch that change how each texture is converted."""
+    command.add_argument("--normal-convention", choices=NORMAL_CONVENTION_CHOICES, default="auto",
+                         help=f"green channel of the normal maps (auto: {auto})")
+    command.add_argument("--tile", type=int, help="tile size in pixels (default: from the manifest)")
+    command.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the manifest)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     with _StopOnSignal():
         if args.command == "batch":
-            from .engine.batch import cli_batch
-
-            return cli_batch(args)
+            return batch(args)
         return convert(args)
 
 
@@ -151,7 +156,7 @@ def convert(args) -> int:
             else:
                 written_sets[name] = paths
         if written_sets and not args.no_blend:
-            failures += not _write_blend(args, written_sets)
+            failures += not _write_blend(args, written_sets, converter.manifest.height_midlevel)
     except KeyboardInterrupt:
         cancelled = True
     finally:
@@ -162,6 +167,37 @@ def convert(args) -> int:
         print("Cancelled; the textures converted so far are complete. Run the same command again for the rest.")
         return 130
     return 1 if failures else 0
+
+
+def batch(args) -> int:
+    """Exit code 0: every set converted or was already done; 1: any set failed; 2: the batch could
+    not start; 130: interrupted. One line per failure, then a summary line (also after an interruption)."""
+    from .engine.batch import default_summary_path, run_batch
+
+    try:
+        summary = run_batch(
+            args.input, args.output, fmt=args.format, provider=args.provider, models_dir=args.models,
+            allow_output_inside_input=args.allow_output_inside_input, summary_path=args.json,
+            model_space_normals=args.model_space_normals, smooth_angle=args.smooth_angle, patcher_name=args.name,
+            tile=args.tile, overlap=args.overlap, normal_convention=args.normal_convention,
+        )
+    except PBRForgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for failure in summary["failures"]:
+        print(f"FAILED {failure['texture']}: {failure['reason']}")
+    print(
+        f"{summary['converted']} converted, {summary['skipped']} already done, {summary['failed']} failed, "
+        f"{len(summary['flat_normal'])} without a normal map (flat normal used), "
+        f"{len(summary['ignored'])} files ignored, in {summary['seconds']:.1f} s. "
+        + (f"{len(summary['flagged'])} to check: {summary['contact_sheet']['html']}. "
+           if summary["contact_sheet"] else "") +
+        f"Summary: {args.json or default_summary_path(args.output)}"
+    )
+    if summary["cancelled"]:
+        print("Cancelled; run the same command again to resume.")
+        return 130
+    return 1 if summary["failures"] else 0
 
 
 def _could_not_start(what, exc: PBRForgeError, count: int) -> int:
@@ -238,11 +274,12 @@ def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, 
     return paths
 
 
-def _write_blend(args, written_sets: dict) -> bool:
-    """Save the .blend of the converted sets (when bpy is available); False after a FAILED line."""
+def _write_blend(args, written_sets: dict, height_midlevel: float) -> bool:
+    """Save the .blend of the converted sets (when bpy is available); False after a FAILED line.
+    `height_midlevel`: the models' flat height level (their manifest's)."""
     blend_path = args.output / f"{_blend_name(args.input, written_sets)}.blend"
     try:
-        if _save_blend(blend_path, written_sets):
+        if _save_blend(blend_path, written_sets, height_midlevel):
             print(f"Blender file: {blend_path}")
     except (PBRForgeError, OSError, RuntimeError) as exc:
         print(f"FAILED {blend_path}: {user_sentence(exc, 'save the Blender file')}")
@@ -254,7 +291,7 @@ def _blend_name(input_path: Path, written_sets: dict) -> str:
     return next(iter(written_sets)) if input_path.is_file() else (input_path.resolve().name or "pbr_forge")
 
 
-def _save_blend(blend_path: Path, written_sets: dict) -> bool:
+def _save_blend(blend_path: Path, written_sets: dict, height_midlevel: float) -> bool:
     """One material per converted set in a new .blend; False when bpy is not available."""
     if importlib.util.find_spec("bpy") is None:
         print("  note: Blender's Python (bpy) is not available here, so no .blend was written "
@@ -266,7 +303,8 @@ def _save_blend(blend_path: Path, written_sets: dict) -> bool:
 
     # Written with libraries.write, so the running Blender's file, preferences and enabled extensions
     # are left as they were (factory settings would disable an installed PBR Forge).
-    materials = {build_material(name, {role: path.resolve() for role, path in paths.items()})
+    materials = {build_material(name, {role: path.resolve() for role, path in paths.items()},
+                                height_midlevel=height_midlevel)
                  for name, paths in written_sets.items()}
     blend_path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-MIN_ROUGHNESS = 0.04
-DIELECTRIC_F0 = 0.04
+# The GGX constants have one home, the numpy twin's.
+from addon.engine.brdf import DIELECTRIC_F0, MIN_ROUGHNESS
 # torchvision's AlexNet weights, the backbone LPIPS needs (its own linear heads ship in the wheel).
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 

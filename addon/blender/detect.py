@@ -14,6 +14,7 @@ import numpy as np
 
 from ..engine import naming
 from ..engine.errors import PBRForgeError
+from ..engine.normalmaps import stores_no_z
 
 
 @dataclass
@@ -117,7 +118,7 @@ _MAX_LENGTH_ERROR = 0.25
 def check_normal_statistics(normal: np.ndarray, image_name: str) -> None:
     """Refuse an image that cannot be a tangent-space normal map (e.g. a diffuse in the normal slot)."""
     rgb = normal[:, :, :3].astype(np.float32)
-    if float(rgb[:, :, 2].max()) < 0.02:
+    if stores_no_z(rgb[:, :, 2]):
         return  # two-channel (BC5) normal: Z is rebuilt from X and Y, nothing to judge by
     vectors = rgb * 2.0 - 1.0
     length_error = float(np.median(np.abs(np.linalg.norm(vectors, axis=2) - 1.0)))

@@ -4,7 +4,8 @@ Wiring follows what Blender and its glTF exporter expect:
 - albedo -> Base Color (sRGB); its alpha -> Alpha when the albedo has one;
 - roughness, metallic -> their inputs (Non-Color);
 - normal -> Normal Map node (tangent space, OpenGL, Non-Color) -> Normal;
-- height -> Displacement node (Midlevel 0.5) -> Material Output Displacement (bump by default);
+- height -> Displacement node (Midlevel: the manifest's conventions.height_midlevel, the flat level the
+  models write) -> Material Output Displacement (bump by default);
 - ao -> the "Occlusion" input of the "glTF Material Output" node group (Principled BSDF has no AO input),
   made exactly as io_scene_gltf2 makes it (Occlusion, then Thickness), since its importer reuses a group
   of that name and indexes its inputs.
@@ -20,9 +21,8 @@ GLTF_GROUP_NAME = "glTF Material Output"
 GLTF_OCCLUSION = "Occlusion"
 # The group's inputs in io_scene_gltf2's order (its material_helpers.create_settings_group) with defaults.
 GLTF_GROUP_INPUTS = ((GLTF_OCCLUSION, 1.0), ("Thickness", 0.0))
-# Height 0.5 is the flat level (see the models' manifest); a 5 cm relief range reads well as bump
-# on walls and props at Skyrim scale without exaggerating displacement.
-HEIGHT_MIDLEVEL = 0.5
+# The flat height level comes from the models' manifest (Manifest.height_midlevel); a 5 cm relief range
+# reads well as bump on walls and props at Skyrim scale without exaggerating displacement.
 HEIGHT_SCALE = 0.05
 
 COLOUR_MAPS = ("albedo",)
@@ -35,11 +35,12 @@ _X_IMAGES, _X_HELPERS, _X_SHADER, _X_OUTPUT = -900, -450, 0, 400
 _ROW = 300
 
 
-def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = False,
+def build_material(name: str, image_paths: dict[str, Path], *, height_midlevel: float, pack: bool = False,
                    relative: bool = False) -> bpy.types.Material:
     """A NEW material named `name` using the maps in `image_paths` (keys: albedo, roughness,
-    metallic, ao, height, normal; any subset). Images load from disk; `pack` embeds them in the .blend;
-    `relative` stores their paths relative to the saved .blend (`//...`)."""
+    metallic, ao, height, normal; any subset). `height_midlevel` is the height of a flat surface, from
+    the models' manifest (`Manifest.height_midlevel`). Images load from disk; `pack` embeds them in the
+    .blend; `relative` stores their paths relative to the saved .blend (`//...`)."""
     unknown = set(image_paths) - set(COLOUR_MAPS) - set(DATA_MAPS)
     if unknown:
         raise ValueError(f"unknown map names: {sorted(unknown)}")
@@ -86,7 +87,7 @@ def build_material(name: str, image_paths: dict[str, Path], *, pack: bool = Fals
     if "height" in image_paths:
         height_image = image_node("height")
         displacement = tree.nodes.new("ShaderNodeDisplacement")
-        displacement.inputs["Midlevel"].default_value = HEIGHT_MIDLEVEL
+        displacement.inputs["Midlevel"].default_value = height_midlevel
         displacement.inputs["Scale"].default_value = HEIGHT_SCALE
         displacement.location = (_X_OUTPUT - 250, -2 * _ROW)
         tree.links.new(height_image.outputs["Color"], displacement.inputs["Height"])

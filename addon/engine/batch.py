@@ -365,14 +365,23 @@ class BatchJob:
     def __init__(self, input_dir, output_dir, *, fmt: str = "truepbr", provider: str = "auto",
                  models_dir=None, allow_output_inside_input: bool = False, converter=None,
                  summary_path=None, model_space_normals: str = "skip", smooth_angle: float | None = None,
-                 patcher_name: str | None = None):
+                 patcher_name: str | None = None, tile: int | None = None, overlap: int | None = None,
+                 normal_convention: str = "auto"):
         """model_space_normals: see MODEL_SPACE_NORMAL_CHOICES. smooth_angle: written into every patcher
-        entry only when given. patcher_name: the patcher JSON's name (default: the mod folder's)."""
+        entry only when given. patcher_name: the patcher JSON's name (default: the mod folder's).
+        tile, overlap: for the converter the job makes (default: the manifest's; not with `converter`).
+        normal_convention: the green channel of every normal map, or "auto" (from each normal's name)."""
         if fmt not in FORMATS:
             raise PBRForgeError(f"Unknown output format '{fmt}'; choose one of {', '.join(FORMATS)}.")
         if model_space_normals not in MODEL_SPACE_NORMAL_CHOICES:
             raise PBRForgeError(f"Unknown model-space normal handling '{model_space_normals}'; choose one of "
                                 f"{', '.join(MODEL_SPACE_NORMAL_CHOICES)}.")
+        if normal_convention not in naming.NORMAL_CONVENTION_CHOICES:
+            raise PBRForgeError(f"Unknown normal convention '{normal_convention}'; choose one of "
+                                f"{', '.join(naming.NORMAL_CONVENTION_CHOICES)}.")
+        if converter is not None and (tile, overlap) != (None, None):
+            raise ValueError("tile and overlap are for the converter the job makes; set them on `converter`")
+        self.normal_convention = normal_convention
         self.input_dir = Path(input_dir)
         self.output_dir = Path(output_dir)
         self.run_files_dir = run_files_dir(self.output_dir)
@@ -409,13 +418,19 @@ class BatchJob:
 
         if converter is None:
             from .pipeline import Converter  # onnxruntime is imported only when a job really runs
-            converter = Converter(models_dir=models_dir, provider=provider)
+            converter = Converter(models_dir=models_dir, provider=provider, tile=tile, overlap=overlap)
         converter.load_models()  # a model onnxruntime cannot load stops the batch here, not every set
         self._converter = converter
         self._models_sha = _models_fingerprint(converter)
         self._png_suffixes = _png_suffixes(converter) if fmt in ("blender", "both") else None
-        self._settings = {"truepbr_rules": TRUEPBR_RULES_VERSION, "model_space_normals": model_space_normals,
-                          "smooth_angle": smooth_angle} if self._truepbr else None
+        settings = {"truepbr_rules": TRUEPBR_RULES_VERSION, "model_space_normals": model_space_normals,
+                    "smooth_angle": smooth_angle} if self._truepbr else {}
+        # Conversion settings other than the defaults change the maps: a re-run with other ones converts
+        # again. Recorded only when given, so journals of runs with the defaults stay valid.
+        settings.update({key: value for key, value in (("tile", tile), ("overlap", overlap)) if value is not None})
+        if normal_convention != "auto":
+            settings["normal_convention"] = normal_convention
+        self._settings = settings or None
 
         refuse_link(self.run_files_dir)
         # before cleanup: no other run's temporaries
@@ -503,7 +518,9 @@ class BatchJob:
             with self._lock:
                 self.summary["skipped"] += 1
             return self.progress
-        convention = naming.normal_convention_of(item.normal) if item.normal else "directx"
+        convention = self.normal_convention
+        if convention == "auto":
+            convention = naming.normal_convention_of(item.normal) if item.normal else "directx"
         original = validation.original_preview_or_none(diffuse, normal)
         try:
             result = self._converter.convert(diffuse, normal, normal_convention=convention)
@@ -802,33 +819,3 @@ def run_batch(input_dir, output_dir, *, progress: bool = True, **options) -> dic
             bar.close()
     return job.summary
 
-
-def cli_batch(args) -> int:
-    """`python -m addon.cli batch`: 0 when every set converted or was already done, 1 when any set
-    failed, 2 when the batch could not start, 130 when it was interrupted. One line per failure,
-    then a summary line (also after an interruption)."""
-    import sys
-
-    try:
-        summary = run_batch(
-            args.input, args.output, fmt=args.format, provider=args.provider, models_dir=args.models,
-            allow_output_inside_input=args.allow_output_inside_input, summary_path=args.json,
-            model_space_normals=args.model_space_normals, smooth_angle=args.smooth_angle, patcher_name=args.name,
-        )
-    except PBRForgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for failure in summary["failures"]:
-        print(f"FAILED {failure['texture']}: {failure['reason']}")
-    print(
-        f"{summary['converted']} converted, {summary['skipped']} already done, {summary['failed']} failed, "
-        f"{len(summary['flat_normal'])} without a normal map (flat normal used), "
-        f"{len(summary['ignored'])} files ignored, in {summary['seconds']:.1f} s. "
-        + (f"{len(summary['flagged'])} to check: {summary['contact_sheet']['html']}. "
-           if summary["contact_sheet"] else "") +
-        f"Summary: {args.json or default_summary_path(args.output)}"
-    )
-    if summary["cancelled"]:
-        print("Cancelled; run the same command again to resume.")
-        return 130
-    return 1 if summary["failures"] else 0

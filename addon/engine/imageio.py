@@ -16,11 +16,12 @@ BC5 (BC5_SNORM, FourCC `BC5S`) is mapped to the same unsigned encoding, (n + 1) 
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import secrets
 import stat
 import struct
-import tempfile
 import warnings
 import zlib
 from pathlib import Path
@@ -341,18 +342,34 @@ def _encode_png_16(values: np.ndarray) -> bytes:
 # Temporary files of write_atomically: `.pbr_forge.XXXXXXXX.tmp` (a killed run leaves them behind).
 TEMPORARY_PREFIX = ".pbr_forge."
 TEMPORARY_SUFFIX = ".tmp"
-# mkstemp creates files readable by the owner only; outputs get the usual permissions instead.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+_TEMPORARY_ATTEMPTS = 100
+# Exclusive creation, never through a link; O_BINARY: no newline translation on Windows.
+_TEMPORARY_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                    | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
+
+
+def create_temporary(folder: Path) -> tuple[int, str]:
+    """(descriptor, path) of a new, empty temporary file in `folder`, like tempfile.mkstemp but with
+    the permissions of any new file (0o666 less the umask, applied by the OS): mkstemp's are the
+    owner's only. The umask is never read, since reading it means setting it, and another thread
+    (Blender runs several) creating a file meanwhile would get the wrong permissions."""
+    for _ in range(_TEMPORARY_ATTEMPTS):
+        path = os.path.join(folder, f"{TEMPORARY_PREFIX}{secrets.token_hex(4)}{TEMPORARY_SUFFIX}")
+        try:
+            return os.open(path, _TEMPORARY_FLAGS, 0o666), path
+        except FileExistsError:
+            continue
+        except OSError as exc:  # e.g. a read-only folder: name the folder, not the temporary file
+            raise type(exc)(exc.errno, exc.strerror, str(folder)) from exc
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name found", str(folder))
 
 
 def write_atomically(path: Path, payload: bytes) -> Path:
     """Write `payload` to a temporary file beside `path`, fsync it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A short fixed prefix, not the target's name: a legal 255-byte name must not fail here.
-    handle, temporary = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    handle, temporary = create_temporary(path.parent)
     try:
-        os.chmod(temporary, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
             stream.flush()

@@ -92,6 +92,7 @@ class _Conversion:
         self._name = ""
         self._targets: dict[str, Path] = {}
         self._original = None  # the input's validation preview, taken before the job frees the input
+        self._manifest = None  # the converter's, for the conventions the material follows
         self.material: bpy.types.Material | None = None
 
     def _read_inputs(self) -> tuple[np.ndarray, np.ndarray | None, str, str]:
@@ -110,7 +111,9 @@ class _Conversion:
             self._targets = {role: self.settings.output_dir / file_name for role, file_name in names.items()}
             self._check_targets_free()
         self._original = validation.original_preview_or_none(diffuse, normal)
-        self._job = self.settings.converter().start(diffuse, normal, normal_convention=convention)
+        converter = self.settings.converter()
+        self._manifest = converter.manifest
+        self._job = converter.start(diffuse, normal, normal_convention=convention)
 
     def step(self) -> float:
         return self._job.step()
@@ -131,6 +134,7 @@ class _Conversion:
                             "them, or set an Output Folder in the PBR Forge preferences.")
         else:
             material = build_material(f"{self._name}_PBR", self._write_outputs(result),
+                                      height_midlevel=self._manifest.height_midlevel,
                                       pack=self.settings.pack_images, relative=True)
         record_check(material, checked)
         self._place(material)
@@ -144,7 +148,8 @@ class _Conversion:
         scratch = Path(tempfile.mkdtemp(prefix="pbr_forge-"))
         try:
             written = write_png_set(result, scratch, self._name, self.settings.png_suffixes())
-            material = build_material(f"{self._name}_PBR", written, pack=True)
+            material = build_material(f"{self._name}_PBR", written, height_midlevel=self._manifest.height_midlevel,
+                                      pack=True)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         for node in material.node_tree.nodes:

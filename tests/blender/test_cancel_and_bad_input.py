@@ -1,4 +1,5 @@
 """Cancelling and bad input change nothing: no material, no image, no file, a one-sentence report."""
+import numpy as np
 import pytest
 
 from .builders import make_material, make_object, make_texture_pair, node_tree_snapshot
@@ -62,6 +63,19 @@ def test_diffuse_wired_as_normal_is_refused_by_its_statistics(bpy, prefs, tmp_pa
     diffuse_path, _normal_path = make_texture_pair(tmp_path / "textures")
     obj = make_object(bpy, make_material(bpy, "Wrong", diffuse_path, diffuse_path))
     _assert_refused(bpy, tmp_path, obj, "does not look like a tangent-space normal map")
+
+
+def test_the_normal_check_skips_exactly_the_maps_that_store_no_z(bpy):
+    """A dark image with a little blue is no two-channel normal (the pipeline would use its blue as Z)."""
+    from addon.blender.detect import check_normal_statistics
+    from addon.engine.errors import PBRForgeError
+
+    image = np.random.default_rng(2).uniform(0.3, 0.7, (16, 16, 3)).astype(np.float32)
+    image[..., 2] = 0.0
+    check_normal_statistics(image, "bc5_n.dds")  # two-channel: nothing to judge by
+    image[..., 2] = 0.01
+    with pytest.raises(PBRForgeError, match="does not look like a tangent-space normal map"):
+        check_normal_statistics(image, "dark.png")
 
 
 def test_material_linked_from_a_library_is_refused(bpy, prefs, tmp_path):

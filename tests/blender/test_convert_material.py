@@ -1,5 +1,7 @@
 """Converting a material: a new, correctly wired PBR material; the original is left untouched."""
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,6 +81,21 @@ def test_convert_material_makes_a_wired_pbr_material_and_keeps_the_original(bpy,
     summary = bpy.context.scene.pbr_forge
     assert (summary.last_count, summary.last_unit) == (6, "maps") and summary.last_provider
     assert summary.last_seconds > 0 and f"in {summary.last_seconds:.1f} s" in summary.last_message
+
+
+def test_the_manifest_height_midlevel_reaches_the_displacement_node(bpy, prefs, tmp_path):
+    manifest_path = Path(prefs.models_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["conventions"]["height_midlevel"] = 0.25  # not the shipped 0.5: it must come from the manifest
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    diffuse_path, normal_path = make_texture_pair(tmp_path / "textures", width=32, height=32)
+    obj = make_object(bpy, make_material(bpy, "Wall", diffuse_path, normal_path))
+
+    assert bpy.ops.pbr_forge.convert_material() == {'FINISHED'}
+
+    output = next(n for n in obj.material_slots[0].material.node_tree.nodes if n.type == 'OUTPUT_MATERIAL')
+    displacement = output.inputs["Displacement"].links[0].from_node
+    assert displacement.inputs["Midlevel"].default_value == pytest.approx(0.25)
 
 
 def test_revert_puts_the_original_back_in_one_click(bpy, prefs, tmp_path):

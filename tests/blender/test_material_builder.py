@@ -1,5 +1,6 @@
 """The material builder wires each map the way Blender and the glTF exporter expect."""
 import numpy as np
+import pytest
 
 from .builders import write_png
 
@@ -16,7 +17,7 @@ def _maps(folder, *, albedo_alpha: bool):
 def test_albedo_alpha_drives_alpha_and_colour_spaces_are_right(bpy, empty_scene, tmp_path):
     from addon.blender.material import build_material
 
-    material = build_material("Test", _maps(tmp_path, albedo_alpha=True))
+    material = build_material("Test", _maps(tmp_path, albedo_alpha=True), height_midlevel=0.5)
     tree = material.node_tree
     shader = next(n for n in tree.nodes if n.type == 'BSDF_PRINCIPLED')
     assert shader.inputs["Alpha"].links[0].from_socket.name == "Alpha"
@@ -33,8 +34,8 @@ def test_albedo_alpha_drives_alpha_and_colour_spaces_are_right(bpy, empty_scene,
 def test_rgb_albedo_leaves_alpha_alone_and_gltf_group_is_reused(bpy, empty_scene, tmp_path):
     from addon.blender.material import GLTF_GROUP_NAME, build_material
 
-    first = build_material("A", _maps(tmp_path, albedo_alpha=False))
-    second = build_material("B", _maps(tmp_path, albedo_alpha=False), pack=True)
+    first = build_material("A", _maps(tmp_path, albedo_alpha=False), height_midlevel=0.5)
+    second = build_material("B", _maps(tmp_path, albedo_alpha=False), height_midlevel=0.5, pack=True)
     shader = next(n for n in first.node_tree.nodes if n.type == 'BSDF_PRINCIPLED')
     assert not shader.inputs["Alpha"].is_linked
     groups = [g for g in bpy.data.node_groups if g.name.startswith(GLTF_GROUP_NAME)]
@@ -43,3 +44,14 @@ def test_rgb_albedo_leaves_alpha_alone_and_gltf_group_is_reused(bpy, empty_scene
         group_node = next(n for n in material.node_tree.nodes if n.type == 'GROUP')
         assert group_node.node_tree == groups[0] and group_node.inputs["Occlusion"].is_linked
     assert all(n.image.packed_file is not None for n in second.node_tree.nodes if n.type == 'TEX_IMAGE')
+
+
+@pytest.mark.parametrize("midlevel", [0.5, 0.25])
+def test_the_height_midlevel_given_reaches_the_displacement_node(bpy, empty_scene, tmp_path, midlevel):
+    from addon.blender.material import build_material
+
+    material = build_material("M", _maps(tmp_path, albedo_alpha=False), height_midlevel=midlevel)
+    output = next(n for n in material.node_tree.nodes if n.type == 'OUTPUT_MATERIAL')
+    displacement = output.inputs["Displacement"].links[0].from_node
+    assert displacement.type == 'DISPLACEMENT'
+    assert displacement.inputs["Midlevel"].default_value == pytest.approx(midlevel)

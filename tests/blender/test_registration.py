@@ -23,6 +23,17 @@ def test_enable_disable_twice_registers_and_removes_everything(bpy, empty_scene)
         assert not hasattr(bpy.types.Material, "pbr_forge_source")
 
 
+def test_disabling_the_addon_frees_the_onnxruntime_sessions(bpy, empty_scene):
+    import addon_utils
+
+    addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
+    from addon.engine import sessions
+
+    sessions._sessions[("model.onnx", 0, 0, "cpu")] = object()  # stands for a cached session (about 1 GB)
+    addon_utils.disable(ADDON_MODULE, default_set=True, handle_error=_raise)
+    assert sessions._sessions == {}
+
+
 def test_importing_the_package_and_engine_does_not_import_bpy():
     code = ("import sys, addon, addon.engine, addon.engine.naming, addon.engine.manifest; "
             "sys.exit('bpy' in sys.modules)")

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from PIL import Image
 from addon import cli
 from addon.engine import batch, dds, imageio
 from addon.engine.imageio import read_image
+from addon.engine.manifest import FORMAT_VERSION
 
 CASES = []
 
@@ -385,14 +385,14 @@ def output_under_a_file(scene):
 @case(1, r"FAILED \S*rock\.tga: Could not write the outputs .*Permission denied; check the folder's "
          r"permissions(.|\n)*Converted 0 of 2 textures \(2 failed\)")
 def read_only_output_folder(scene):
-    real_mkstemp = tempfile.mkstemp
+    real_create_temporary = imageio.create_temporary
 
-    def mkstemp(*args, dir=None, **kwargs):  # what a read-only folder answers (even for root)
-        if dir is not None and Path(dir) == scene.out:
-            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-        return real_mkstemp(*args, dir=dir, **kwargs)
+    def create_temporary(folder):  # what a read-only folder answers (even for root)
+        if Path(folder) == scene.out:
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+        return real_create_temporary(folder)
 
-    scene.monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    scene.monkeypatch.setattr(imageio, "create_temporary", create_temporary)
     return scene.convert()
 
 
@@ -458,9 +458,11 @@ def model_onnxruntime_cannot_load(scene):
     return scene.convert("--models", scene.models_copy(damage))
 
 
-@case(2, r"has format version '1' written as text, but this PBR Forge reads format version 1 written as a number")
+@case(2, rf"has format version '{FORMAT_VERSION}' written as text, but this PBR Forge reads format version "
+         rf"{FORMAT_VERSION} written as a number")
 def manifest_version_as_text(scene):
-    return scene.convert("--models", scene.models_copy(lambda data, _folder: data.update(format_version="1")))
+    return scene.convert("--models", scene.models_copy(
+        lambda data, _folder: data.update(format_version=str(FORMAT_VERSION))))
 
 
 @case(2, r"FAILED \S*bad_models: \S*manifest\.json' is nested too deeply")

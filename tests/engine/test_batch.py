@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from PIL import Image
 
 from addon import cli
-from addon.engine import batch, dds
+from addon.engine import batch, dds, imageio
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image
 
@@ -244,14 +243,14 @@ def test_a_target_path_that_is_a_folder_fails_only_that_set(mini_mod, tmp_path, 
 def test_a_read_only_output_subfolder_fails_only_its_sets(mini_mod, tmp_path, converter, monkeypatch):
     out = tmp_path / "out"
     locked = out / "textures" / "pbr" / "armor"
-    real_mkstemp = tempfile.mkstemp
+    real_create_temporary = imageio.create_temporary
 
-    def mkstemp(*args, dir=None, **kwargs):  # what the OS answers in a read-only folder (even for root)
-        if dir is not None and locked in (Path(dir), *Path(dir).parents):
-            raise PermissionError(errno.EACCES, "Permission denied", str(dir))
-        return real_mkstemp(*args, dir=dir, **kwargs)
+    def create_temporary(folder):  # what the OS answers in a read-only folder (even for root)
+        if locked in (Path(folder), *Path(folder).parents):
+            raise PermissionError(errno.EACCES, "Permission denied", str(folder))
+        return real_create_temporary(folder)
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(imageio, "create_temporary", create_temporary)
     summary = _run(mini_mod, out, converter)
     failed = sorted(f["texture"] for f in summary["failures"] if "armor" in f["texture"])
     assert failed == ["textures/armor/iron/cuirass.dds", "textures/armor/iron/gauntlets.dds"]
@@ -313,17 +312,60 @@ def test_cli_prints_one_line_per_failure_and_exits_1(mini_mod, tmp_path, tiny_mo
     args = cli.build_parser().parse_args(["batch", "--input", str(mini_mod), "--output", str(tmp_path / "out"),
                                           "--provider", "cpu", "--models", str(tiny_models_dir),
                                           "--json", str(summary_path)])
-    assert batch.cli_batch(args) == 1
+    assert cli.batch(args) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert sorted(line.split(":")[0] for line in lines[:-1]) == [f"FAILED textures/{s}.dds" for s in BROKEN]
     assert f"{len(GOOD)} converted" in lines[-1]
     assert json.loads(summary_path.read_text(encoding="utf-8"))["failed"] == len(BROKEN)
 
 
+def test_cli_batch_tile_overlap_and_normal_convention_reach_the_converter(tmp_path, tiny_models_dir, monkeypatch,
+                                                                         capsys):
+    from addon.engine import pipeline
+
+    seen = {"tiling": [], "conventions": set()}
+
+    class RecordingConverter(pipeline.Converter):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen["tiling"].append((self.tile, self.overlap))
+
+        def convert(self, diffuse, normal=None, normal_convention="directx"):
+            seen["conventions"].add(normal_convention)
+            return super().convert(diffuse, normal, normal_convention)
+
+    monkeypatch.setattr(pipeline, "Converter", RecordingConverter)
+    mod = tmp_path / "mod" / "textures"
+    mod.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(mod / "wall.png")
+    Image.fromarray(rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)).save(mod / "wall_n.png")  # _n: DirectX
+    out = tmp_path / "out"
+
+    def run(*extra):
+        args = cli.build_parser().parse_args(["batch", "--input", str(mod.parent), "--output", str(out),
+                                              "--format", "blender", "--provider", "cpu",
+                                              "--models", str(tiny_models_dir), *extra])
+        assert cli.batch(args) == 0, capsys.readouterr()
+        return json.loads(batch.default_summary_path(out).read_text(encoding="utf-8"))
+
+    manifest_tiling = (pipeline.Converter(tiny_models_dir, provider="cpu").tile,
+                       pipeline.Converter(tiny_models_dir, provider="cpu").overlap)
+    assert manifest_tiling != (64, 8)
+    seen["tiling"].clear()
+    assert run("--tile", "64", "--overlap", "8", "--normal-convention", "opengl")["converted"] == 1
+    assert seen == {"tiling": [(64, 8)], "conventions": {"opengl"}}
+    # The settings are part of the journal's inputs: the same ones skip the set, others convert it again.
+    assert run("--tile", "64", "--overlap", "8", "--normal-convention", "opengl")["skipped"] == 1
+    seen["conventions"].clear()
+    assert run()["converted"] == 1
+    assert seen["tiling"][-1] == manifest_tiling and seen["conventions"] == {"directx"}
+
+
 def test_cli_reports_a_bad_input_folder_in_one_sentence(tmp_path, tiny_models_dir, capsys):
     args = cli.build_parser().parse_args(["batch", "--input", str(tmp_path / "missing"), "--output",
                                           str(tmp_path / "out"), "--provider", "cpu", "--models", str(tiny_models_dir)])
-    assert batch.cli_batch(args) == 2
+    assert cli.batch(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "does not exist" in err
 

@@ -1,5 +1,9 @@
 """read_image / write_png on files the tests write themselves (PNG, TGA, JPG, BMP, TIFF, DDS)."""
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import etcpak
 import numpy as np
@@ -7,7 +11,9 @@ import pytest
 from PIL import Image
 
 from addon.engine.errors import ImageReadError
-from addon.engine.imageio import read_image, write_png
+from addon.engine.imageio import read_image, write_atomically, write_png
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pattern(height, width, channels, seed=0):
@@ -68,6 +74,30 @@ def test_write_png_leaves_no_temporary_files(tmp_path):
     write_png(tmp_path / "a.png", np.ones((4, 4)), bits=16)  # replaces in place
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
     assert read_image(tmp_path / "a.png").min() == 1.0
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_permissions_of_a_new_file(tmp_path, umask):
+    """0o666 less the umask, as for any file the user's programs create (not mkstemp's owner-only)."""
+    previous = os.umask(umask)
+    try:
+        write_atomically(tmp_path / "out.bin", b"payload")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_neither_importing_imageio_nor_writing_sets_the_umask(tmp_path):
+    """Setting it, even to read it, races every other thread creating a file (Blender runs several)."""
+    code = ("import os, sys; calls = []; real = os.umask; "
+            "os.umask = lambda mask: calls.append(mask) or real(mask); "
+            "from addon.engine.imageio import write_atomically; "
+            "write_atomically(__import__('pathlib').Path(sys.argv[1]) / 'out.bin', b'x'); "
+            "sys.exit(len(calls))")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
 
 
 def test_rows_come_top_row_first(tmp_path):

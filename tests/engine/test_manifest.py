@@ -52,9 +52,14 @@ def test_missing_manifest_and_wrong_format_version_are_refused(models_copy, tmp_
         load_manifest(models_copy)
 
 
-def test_model_path_escaping_the_folder_is_refused(models_copy):
-    _edit_manifest(models_copy, lambda data: data["models"]["maps"].update(file="../unet_maps.onnx"))
-    with pytest.raises(ManifestError):
+@pytest.mark.parametrize("absolute", [False, True])
+def test_model_path_escaping_the_folder_is_refused(models_copy, absolute):
+    """The file outside is a real copy with the right sha256: only the path check can refuse it."""
+    model = load_manifest(models_copy).model("maps").path
+    outside = shutil.copy(model, models_copy.parent / model.name)
+    name = str(outside) if absolute else f"../{model.name}"
+    _edit_manifest(models_copy, lambda data: data["models"]["maps"].update(file=name))
+    with pytest.raises(ManifestError, match=r"malformed \(problem with model file name '.*unet_maps\.onnx'\)"):
         load_manifest(models_copy)
 
 
