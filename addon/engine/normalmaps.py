@@ -2,8 +2,7 @@
 
 A two-channel normal map (BC5, or RG saved into an RGB file) stores X and Y only: its blue channel is
 0. Z is then rebuilt from X and Y, and the map cannot be judged by its blue channel.
-engine/pipeline.py decides this with the same threshold (`<= 1.0 / 255.0`, written out there;
-tests/engine/test_normalmaps.py holds the two together). The threshold is a float64 1/255: an 8-bit
+engine/pipeline.py and blender/detect.py both decide it with `stores_no_z`. The threshold is a float64 1/255: an 8-bit
 blue of 1, decoded to float32 (0.0039215689), lies just above it and counts as a stored Z.
 """
 from __future__ import annotations

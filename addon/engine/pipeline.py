@@ -18,6 +18,7 @@ from PIL import Image
 
 from .errors import ConversionCancelled, PBRForgeError
 from .manifest import ENGINE_IO, Manifest, fixed_batch, load_manifest
+from .normalmaps import stores_no_z
 from .priors import absent_specular, has_specular_mask, height_prior
 from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession, available_choices
 from .tiling import TiledRun, plan_grid, resize_wrap, round_up, sample_wrap, wrap_source
@@ -197,7 +198,7 @@ class ConversionJob:
             if normal_convention == "auto":
                 crop = normal[:_DETECTION_CROP, :_DETECTION_CROP]
                 normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
-            rebuild_z = normal[..., 2].max() <= 1.0 / 255.0  # decided once for the whole map
+            rebuild_z = stores_no_z(normal[..., 2])  # decided once for the whole map
             for top in range(0, height, _DECODE_ROWS):  # in row blocks: no full-size temporaries
                 rows = slice(top, top + _DECODE_ROWS)
                 unit_normal[rows] = decode_normal(normal[rows], normal_convention, warnings, rebuild_z)
@@ -337,7 +338,7 @@ def decode_normal(encoded: np.ndarray, convention: str, warnings: list,
     np.multiply(encoded[..., :3], 2.0, out=vectors, casting="unsafe")
     vectors -= 1.0
     if rebuild_z is None:
-        rebuild_z = encoded[..., 2].max() <= 1.0 / 255.0
+        rebuild_z = stores_no_z(encoded[..., 2])
     if rebuild_z:  # no Z stored: rebuild it (unit length, facing out)
         z = 1.0 - vectors[..., 0] ** 2 - vectors[..., 1] ** 2
         np.sqrt(np.maximum(z, 0.0, out=z), out=vectors[..., 2])
