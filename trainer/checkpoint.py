@@ -165,13 +165,17 @@ def build_models(models_config: dict, lora_rank: int):
 
 
 def write_trainable(ckpt: Checkpoint, models_dir: Path) -> Path:
-    """Copy a checkpoint's weights and meta (models config, LoRA rank, run config) beside an exported
-    ONNX set as `<models_dir>/trainable/`, so training can continue from the shipped models
-    (`python -m trainer run --init-from models/`)."""
+    """Save a checkpoint's weights (floating-point tensors in half precision) and meta (models config,
+    LoRA rank, run config) beside an exported ONNX set as `<models_dir>/trainable/`, so training can
+    continue from the shipped models (`python -m trainer run --init-from models/`).
+
+    Half precision halves what the repository carries (the whole tree must stay small enough to travel
+    to a GPU machine); loading casts back to float32, and fine-tuning does not need the last bits."""
     out = Path(models_dir) / TRAINABLE_DIR
     out.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.weights().items()}
     tmp = out / f".{WEIGHTS}.{uuid.uuid4().hex[:8]}.tmp"
-    shutil.copyfile(ckpt.path / WEIGHTS, tmp)
+    save_file(weights, str(tmp))
     os.replace(tmp, out / WEIGHTS)
     meta = {k: v for k, v in ckpt.meta.items() if k not in ("sampler", "histories")}
     write_json_atomic(out / META, meta)
