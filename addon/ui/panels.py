@@ -29,6 +29,8 @@ class _PBRForgePanel:
                       icon='CHECKMARK' if found.diffuse else 'ERROR')
             normal_text = f"{found.normal.name} ({found.normal_convention})" if found.normal else "none"
             box.label(text=f"Normal: {normal_text}", icon='CHECKMARK' if found.normal else 'DOT')
+            for finding in found.how:  # why these images: the node link or the file name
+                box.label(text=finding, icon='BLANK1')
         if material is not None and material.pbr_forge_check.verdict:
             _draw_check(layout, material.pbr_forge_check)
         layout.prop(settings, "pack_images")

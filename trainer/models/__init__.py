@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 from trainer.models.classifier import MaterialClassifier, PretrainedWeightsError
-from trainer.models.lora import add_lora, has_lora, merged_copy, unwrap
+from trainer.models.lora import add_lora, merged_copy, unwrap
 from trainer.models.segformer import MetallicSegmenter
 from trainer.models.trainable import apply_train_mode, set_trainable, trainable_parameter_names
 from trainer.models.unet import UNetAlbedo, UNetMaps, check_image
 
 __all__ = [
-    "ModelsConfig", "create_models", "add_lora", "has_lora", "merged_copy", "unwrap", "set_trainable",
+    "ModelsConfig", "create_models", "add_lora", "merged_copy", "unwrap", "set_trainable",
     "apply_train_mode", "trainable_parameter_names", "check_image", "PretrainedWeightsError",
 ]
 

@@ -28,10 +28,6 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.get_base_model() if _is_peft(module) else module
 
 
-def has_lora(model: nn.Module) -> bool:
-    return any(_is_peft(child) for child in model.children())
-
-
 def add_lora(models: nn.ModuleDict, rank: int = 8, alpha: int | None = None) -> nn.ModuleDict:
     """Insert LoRA adapters into the classifier and SegFormer of `models` (in place, idempotent).
 
