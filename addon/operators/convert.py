@@ -9,6 +9,8 @@ of the extension's own would be deleted with the extension, and the images with 
 """
 from __future__ import annotations
 
+import functools
+
 import os
 import shutil
 import tempfile
@@ -65,8 +67,13 @@ class RunSettings:
 
         return Converter(models_dir=self.models_dir, provider=self.provider, tile=self.tile, overlap=self.overlap)
 
+    @functools.cached_property
+    def manifest(self):
+        """The models' manifest, read once per run (a batch of conversions shares it)."""
+        return load_manifest(self.models_dir)
+
     def png_suffixes(self) -> dict[str, str]:
-        return dict(load_manifest(self.models_dir).png_suffixes)
+        return dict(self.manifest.png_suffixes)
 
     def refuse_converted_input(self, path: Path) -> None:
         """Converting a PBR Forge output again would make `x_albedo_albedo.png`: say so instead. A file
