@@ -228,10 +228,12 @@ def format_report(report: dict, per_material: bool = False) -> str:
         lines.append("meets targets (ratio <= 0.5 on every map, BRDF-cosine >= 0.99): "
                      + ("yes" if report["meets_targets"] else "no"))
     if per_material:
-        lines.append("per material RMSE (models / identity / classic):")
+        lines.append("per material RMSE (models / identity / classic; ! = models worse than the better baseline):")
         for row in report["per_material"]:
-            cells = [f"{n} {row['models']['rmse'][n]:.3f}/{row['identity']['rmse'][n]:.3f}/"
-                     f"{row['classic']['rmse'][n]:.3f}" for n in MAPS if n in row["models"]["rmse"]]
+            rmse = {m: row[m]["rmse"] for m in METHODS}
+            cells = [f"{n} {rmse['models'][n]:.3f}/{rmse['identity'][n]:.3f}/{rmse['classic'][n]:.3f}"
+                     + ("!" if rmse["models"][n] > min(rmse["identity"][n], rmse["classic"][n]) else "")
+                     for n in MAPS if n in rmse["models"]]
             lines.append(f"  {row['material']}: " + "  ".join(cells))
     return "\n".join(lines)
 
