@@ -493,8 +493,13 @@ class BatchJob:
     # -- public API --
 
     @property
+    def handled(self) -> int:
+        """How many sets have been converted, skipped or failed so far."""
+        return self._index
+
+    @property
     def progress(self) -> float:
-        return 1.0 if not self.sets else self._index / len(self.sets)
+        return 1.0 if not self.sets else self.handled / len(self.sets)
 
     def step(self) -> float:
         """Convert (or skip) the next set; returns the fraction of sets handled so far."""
@@ -808,10 +813,10 @@ def run_batch(input_dir, output_dir, *, progress: bool = True, **options) -> dic
         bar = tqdm(total=len(job.sets), unit="set", desc="PBR Forge")
     try:
         while not job.done:
-            before = job._index
+            before = job.handled
             job.step()
             if bar is not None:
-                bar.update(job._index - before)
+                bar.update(job.handled - before)
     except KeyboardInterrupt:
         job.cancel()
     finally:

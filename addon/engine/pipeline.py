@@ -90,6 +90,11 @@ class Converter:
             )
         return self._sessions[name]
 
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers of the sessions created so far, each once, in model order."""
+        return list(dict.fromkeys(s.provider for s in self._sessions.values()))
+
     def load_models(self) -> None:
         """Create every model's session now, so a model onnxruntime cannot load stops a run before
         its first texture (raises ModelRuntimeError or ManifestError) instead of failing each one."""
@@ -250,12 +255,11 @@ class ConversionJob:
         np.clip(maps, 0.0, 1.0, out=maps)
         channel = {name: maps[..., i] for i, name in enumerate(manifest.map_channels)}
 
-        used = [s.provider for s in converter._sessions.values()]
         self._result = PBRResult(
             albedo=albedo, alpha=alpha, normal=unit_normal,
             roughness=channel["roughness"], metallic=channel["metallic"], ao=channel["ao"],
             height=channel["height"], material_scores=material_scores,
-            provider=", ".join(DISPLAY_NAMES[p] for p in dict.fromkeys(used)),
+            provider=", ".join(DISPLAY_NAMES[p] for p in converter.providers),
             warnings=warnings + [note for note in converter.notes if note not in warnings],
             seconds=self._seconds,
         )
