@@ -622,6 +622,14 @@ def describe_hardware(rt: Runtime) -> dict:
     return info
 
 
+def _run_folder_of(path: Path) -> Path | None:
+    """The run folder that holds `path` (a run, phase, job or checkpoint folder), if any."""
+    for folder in (path, *path.parents):
+        if (folder / "run_config.json").is_file() and (folder / "run_state.json").is_file():
+            return folder
+    return None
+
+
 def run_provenance(run_dir: Path) -> dict:
     """How a finished run made its models, for the manifest: plan, config, data sources (with the
     library's licences), every job's epochs, optimiser steps and wall time, the gates, and the
@@ -644,6 +652,9 @@ def run_provenance(run_dir: Path) -> dict:
     if cfg.library:
         from trainer.data.library import training_sources
         data["library_training_split"] = training_sources(cfg.library)
+    earlier = _run_folder_of(Path(cfg.init_from)) if cfg.init_from else None
+    if earlier is not None and earlier.resolve() != run_dir.resolve():
+        data["init_from_run"] = run_provenance(earlier)  # the weights' own history, recursively
     return {"plan": cfg.plan_data.get("name", cfg.plan), "run": run_dir.name, "run_config": cfg.to_dict(),
             "data": data, "jobs": jobs, "gates": {k: v["passed"] for k, v in state["gates"].items()},
             "total_steps": sum(j["steps"] or 0 for j in jobs.values()),
