@@ -72,7 +72,8 @@ def test_convert_material_makes_a_wired_pbr_material_and_keeps_the_original(bpy,
         assert image.colorspace_settings.is_data == (name != "albedo"), name
         pixels = _pixels(image)
         assert pixels.min() >= 0.0 and pixels.max() <= 1.0
-        assert pixels[..., 0].std() > 0 or name in ("metallic",), name
+        # A map may be uniform only where a uniform answer is a real one: no metal, or no occlusion at all.
+        assert pixels[..., 0].std() > 0 or name == "metallic" or (name == "ao" and pixels.min() == 1.0), name
     # The normal PNG holds OpenGL unit vectors encoded as (n + 1) / 2.
     vectors = read_image(out_dir / "wall_normal.png")[..., :3] * 2 - 1
     assert np.abs(np.linalg.norm(vectors, axis=2) - 1).mean() < 0.05
