@@ -23,4 +23,11 @@ def test_shipped_models_say_how_they_were_trained():
     phases = {key.split("/")[0] for key in provenance["jobs"]}
     assert {"A0", "A", "B", "C", "C_prime", "D"} <= phases, phases  # the whole plan ran
     assert provenance["run_config"]["models_preset"] == "cpu_default"
-    assert "quality" in provenance  # judged against the baselines (python -m trainer quality --record)
+    # Where, how long and on what: every job's optimiser steps and wall time, each session's hardware.
+    assert all(job["steps"] > 0 and job["seconds"] > 0 for job in provenance["jobs"].values())
+    assert provenance["sessions"] and all("cpu_count" in s["hardware"] for s in provenance["sessions"])
+    # The real data it could read, with licences, and the held-out materials it never read.
+    sources = provenance["data"]["library_training_split"]
+    assert sources and all(sum(s["licences"].values()) == sum(s["train"].values()) for s in sources.values())
+    assert sum(s["heldout"] for s in sources.values()) == 20
+    assert "quality" in provenance  # judged against the baselines (python -m trainer evaluate --record)

@@ -39,3 +39,18 @@ def test_requirements_come_from_pyproject_without_numpy():
     assert not any(r.lower().startswith("numpy") for r in cpu)
     assert any(r.startswith("onnxruntime") for r in cpu) and any(r.startswith("Pillow") for r in cpu)
     assert any(r.startswith("onnxruntime-gpu") for r in build.engine_requirements("cuda"))
+
+
+def test_the_zip_ships_the_onnx_set_the_manifest_lists_and_not_the_trainable_checkpoint(tmp_path, tiny_models_dir):
+    import json
+    import shutil
+    import zipfile
+    models = tmp_path / "models"
+    shutil.copytree(tiny_models_dir, models)
+    (models / "trainable").mkdir()
+    (models / "trainable" / "weights.safetensors").write_bytes(b"\0" * 64)  # for the trainer, not for Blender
+    (zip_path,) = load_build_script().build(out_dir=tmp_path / "dist", models_dir=models, with_wheels=False)
+    listed = {entry["file"] for entry in json.loads((models / "manifest.json").read_text())["models"].values()}
+    with zipfile.ZipFile(zip_path) as archive:
+        shipped = {name.split("models/", 1)[1] for name in archive.namelist() if name.startswith("models/")}
+    assert shipped == listed | {"manifest.json"}
