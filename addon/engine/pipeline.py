@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
 
 from .errors import ConversionCancelled, PBRForgeError
 from .manifest import ENGINE_IO, Manifest, fixed_batch, load_manifest
 from .normalmaps import stores_no_z
-from .priors import absent_specular, has_specular_mask, height_prior
+from .priors import has_specular_mask, height_prior, specular_planes
 from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession, available_choices
-from .tiling import TiledRun, plan_grid, resize_wrap, round_up, sample_wrap, wrap_source
+from .tiling import TiledRun, plan_grid, resize_antialiased, resize_wrap, round_up, sample_wrap, wrap_source
 
 NORMAL_CONVENTIONS = ("directx", "opengl", "auto")
 # Tiles per session.run: batches keep a GPU busy; on the CPU one tile per call measured faster (its
@@ -199,7 +198,7 @@ class ConversionJob:
                 )
                 normal = resize_wrap(normal, height, width)
             if normal.shape[2] == 4 and has_specular_mask(normal[..., 3]):  # the old specular mask (`_n` alpha)
-                specular_mask = np.clip(normal[..., 3], 0.0, 1.0).astype(np.float16)
+                specular_mask = normal[..., 3].astype(np.float16)
             if normal_convention == "auto":
                 crop = normal[:_DETECTION_CROP, :_DETECTION_CROP]
                 normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
@@ -396,24 +395,18 @@ def _context_hw(height: int, width: int, max_side: int, multiple: int) -> tuple:
 
 
 def _resize_nchw(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, C) -> (1, C, height, width), antialiased (Pillow's bilinear widens its support when
-    shrinking, so an 8K albedo averages down instead of aliasing)."""
-    planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F").resize(
-            (width, height), Image.Resampling.BILINEAR), dtype=np.float32)
-        for c in range(image.shape[2])
-    ]
-    return np.stack(planes)[None]
+    """(H, W, C) -> (1, C, height, width), antialiased."""
+    return resize_antialiased(image, height, width).transpose(2, 0, 1)[None]
 
 
 def _specular_source(mask: np.ndarray | None):
-    """TileSource of the specular input (priors.SPECULAR_CHANNELS: mask, presence) cut from the mask plane."""
+    """TileSource of the specular input, cut from the mask plane (the whole texture decided once
+    whether it has one; priors.specular_planes lays the channels out)."""
     cut_mask = None if mask is None else wrap_source(mask)
 
     def cut(y0: int, x0: int, tile_h: int, tile_w: int) -> np.ndarray:
-        if cut_mask is None:
-            return absent_specular(tile_h, tile_w)
-        return np.concatenate([cut_mask(y0, x0, tile_h, tile_w), np.ones((tile_h, tile_w, 1), np.float32)], axis=2)
+        tile = None if cut_mask is None else cut_mask(y0, x0, tile_h, tile_w)[..., 0]
+        return specular_planes(tile, tile_h, tile_w)
 
     return cut
 

@@ -12,7 +12,8 @@ the prior is integrated at most PRIOR_MAX_SIDE pixels per side, so an 8K texture
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
+
+from .tiling import resize_antialiased
 
 # An alpha whose values span less than this is "flat" (a constant written by a tool), not a mask.
 FLAT_ALPHA_RANGE = 0.02
@@ -27,19 +28,20 @@ def has_specular_mask(alpha: np.ndarray | None) -> bool:
     return alpha is not None and float(alpha.max()) - float(alpha.min()) >= FLAT_ALPHA_RANGE
 
 
-def absent_specular(height: int, width: int) -> np.ndarray:
-    """The specular input of a normal map without a mask: (height, width, 2) zeros."""
-    return np.zeros((height, width, 2), dtype=np.float32)
+def specular_planes(mask: np.ndarray | None, height: int, width: int) -> np.ndarray:
+    """(height, width, 2) float32 in SPECULAR_CHANNELS order: the mask (clipped to [0, 1]) and 1, or
+    zeros when `mask` is None (no mask: the flag tells the networks to use their fallback)."""
+    out = np.zeros((height, width, 2), dtype=np.float32)
+    if mask is not None:
+        out[..., 0] = np.clip(mask, 0.0, 1.0)
+        out[..., 1] = 1.0
+    return out
 
 
 def specular_input(alpha: np.ndarray | None, height: int, width: int) -> np.ndarray:
-    """(height, width, 2) float32: the specular mask and its presence flag, 1 where the map carries a
-    mask; (0, 0) when there is no alpha or a flat one. Decided once for the whole image given."""
-    out = absent_specular(height, width)
-    if has_specular_mask(alpha):
-        out[..., 0] = np.clip(alpha, 0.0, 1.0)
-        out[..., 1] = 1.0
-    return out
+    """The specular input of a whole image: its alpha when that is a mask (has_specular_mask),
+    else the absent (0, 0). Decided once for the whole image given."""
+    return specular_planes(alpha if has_specular_mask(alpha) else None, height, width)
 
 
 def integrate_normals(normal: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
@@ -76,8 +78,6 @@ def height_prior(normal: np.ndarray, max_side: int = PRIOR_MAX_SIDE) -> np.ndarr
     height, width = normal.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     if scale < 1.0:
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        normal = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(normal[..., c], dtype=np.float32), mode="F")
-                                      .resize(size, Image.Resampling.BILINEAR)) for c in range(3)], axis=-1)
+        normal = resize_antialiased(normal[..., :3], max(1, round(height * scale)), max(1, round(width * scale)))
     z = standardise(integrate_normals(normal))
     return np.clip(0.5 + HEIGHT_PRIOR_SPREAD * z, 0.0, 1.0).astype(np.float32)

@@ -143,6 +143,17 @@ def _wrap_coordinates(start: int, count: int, full: int, small: int):
     return low % small, (low + 1) % small, fraction
 
 
+def resize_antialiased(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, C) -> (height, width, C) float32, plane by plane with Pillow's bilinear filter, which
+    widens its support when shrinking, so an 8K image averages down instead of aliasing."""
+    from PIL import Image  # Pillow is needed only by whole-image shrinking, not by tiling
+
+    planes = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32), mode="F")
+                         .resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+              for c in range(image.shape[2])]
+    return np.stack(planes, axis=-1)
+
+
 def resize_wrap(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear wrap-around resize of a whole (h, w, C) array."""
     return sample_wrap(array, height, width, 0, 0, height, width)
