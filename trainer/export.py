@@ -231,14 +231,15 @@ def export_models(models: nn.ModuleDict, out_dir: str | Path, provenance: dict, 
 
 def _export_command(args) -> int:
     from trainer.checkpoint import load_models, resolve_checkpoint, write_trainable
-    models, run_config = load_models(args.run)
+    checkpoint = resolve_checkpoint(args.run)
+    models, run_config = load_models(checkpoint.path)
     if (Path(args.run) / "run_state.json").is_file():  # a run folder: its full record
         from trainer.train import run_provenance
         provenance = run_provenance(Path(args.run))
     else:
         provenance = {"run": Path(args.run).name, "run_config": run_config}
     manifest = export_models(models, args.out, provenance, opset=args.opset, fp16=args.fp16)
-    write_trainable(resolve_checkpoint(args.run), Path(args.out))
+    write_trainable(checkpoint, Path(args.out))
     print(f"Exported {len(manifest['models'])} models to {args.out}")
     for name, entry in manifest["models"].items():
         size = (Path(args.out) / entry["file"]).stat().st_size / 1e6

@@ -572,7 +572,7 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
         if phase.gate and index + 1 < len(plan.phases):
             _gate(ctx, state, phase, force)
     final = _finish(ctx, state, previous)
-    return _export(ctx, final, state) if export and rt.is_main else None
+    return _export(ctx, final) if export and rt.is_main else None
 
 
 def _clear_phase(ctx: JobContext, state: RunState, phase: PhaseSpec) -> None:
@@ -662,7 +662,7 @@ def run_provenance(run_dir: Path) -> dict:
             "sessions": state.get("sessions", [])}
 
 
-def _export(ctx: JobContext, final: Checkpoint, state: RunState) -> Path:
+def _export(ctx: JobContext, final: Checkpoint) -> Path:
     from trainer.checkpoint import load_models
     from trainer.export import export_models
     models, _ = load_models(final.path)
