@@ -44,16 +44,21 @@ def specular_input(alpha: np.ndarray | None, height: int, width: int) -> np.ndar
     return specular_planes(alpha if has_specular_mask(alpha) else None, height, width)
 
 
+def normal_slopes(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dh/dcolumn, dh/drow) of the surface an OpenGL normal map describes (float64)."""
+    normal = np.asarray(normal, dtype=np.float64)
+    nz = np.clip(normal[..., 2], 0.05, None)
+    # OpenGL tangent space: +X right, +Y up. Rows run downwards, so dh/drow = +ny/nz.
+    return -normal[..., 0] / nz, normal[..., 1] / nz
+
+
 def integrate_normals(normal: np.ndarray, depth_scale: float = 1.0) -> np.ndarray:
     """Frankot–Chellappa: the periodic height whose gradient best matches the OpenGL normal map.
 
     Returns height in pixel units (mean zero); depth_scale multiplies the slopes first.
     """
-    normal = np.asarray(normal, dtype=np.float64)
-    nz = np.clip(normal[..., 2], 0.05, None)
-    # OpenGL tangent space: +X right, +Y up. Rows run downwards, so dh/drow = +ny/nz.
-    p = -normal[..., 0] / nz * depth_scale   # dh/dx (columns)
-    q = normal[..., 1] / nz * depth_scale    # dh/dy (rows, downwards)
+    p, q = normal_slopes(normal)
+    p, q = p * depth_scale, q * depth_scale
     h, w = p.shape
     wy = 2j * np.pi * np.fft.fftfreq(h)[:, None]
     wx = 2j * np.pi * np.fft.fftfreq(w)[None, :]

@@ -64,6 +64,11 @@ def test_evaluate_runs_the_engine_and_both_baselines_on_the_held_out_library(tmp
     for method in evaluate.METHODS:
         assert set(report["means"][method]["rmse"]) == set(evaluate.MAPS)
         assert 0.0 < report["brdf_cosine"][method] <= 1.0
+        own = [row["brdf_cosine"][method] for row in report["per_material"]]
+        assert np.isclose(report["brdf_cosine_material_mean"][method], np.mean(own))
+        # the set's cosine never exceeds its best material's (Cauchy-Schwarz); it is lower still when
+        # the materials' rendered energies are off relative to one another
+        assert report["brdf_cosine"][method] <= max(own) + 1e-9
     rmse = report["means"]
     best = min(rmse["identity"]["rmse"]["roughness"], rmse["classic"]["rmse"]["roughness"])
     assert np.isclose(report["ratio_to_best_baseline"]["roughness"], rmse["models"]["rmse"]["roughness"] / best)

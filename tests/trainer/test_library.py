@@ -326,3 +326,38 @@ def test_command_line_imports_and_summarises(tmp_path, capsys):
     assert summary["source"] == {"cli": 1} and summary["licence"] == {"CC0-1.0": 1}
     assert summary["maps"]["roughness"] == 1 and summary["heldout_tiling"] == 1
     assert main(["data", "import", str(tmp_path / "missing"), "--out", str(tmp_path / "lib"), "--source", "x"]) == 2
+
+
+def _stored(m, kind="tiling", **overrides):
+    maps = {"albedo": m.albedo, "normal": m.normal, "ao": m.ao, "height": m.height, **overrides}
+    return {"kind": kind}, maps
+
+
+def test_only_maps_that_describe_the_material_count_as_truth():
+    m = _material(11, "stone", size=128)
+    assert m.ao.min() < library.UNAUTHORED_AO_MIN and library.height_agrees_with_normal(m.height, m.normal)
+    assert library.unusable_truth(*_stored(m)) == []
+    # Occlusion baked from a mesh into an object atlas is not the material's.
+    assert library.unusable_truth(*_stored(m, kind="atlas")) == ["ao"]
+    # A packed ORM channel left white, a flat height, a height of another surface (inverted; transposed).
+    white = np.ones_like(m.ao)
+    assert library.unusable_truth(*_stored(m, ao=white, height=np.full_like(m.height, 0.5))) == ["ao", "height"]
+    assert library.unusable_truth(*_stored(m, height=1.0 - m.height)) == ["height"]
+    assert library.unusable_truth(*_stored(m, height=np.ascontiguousarray(m.height.T))) == ["height"]
+
+
+def test_training_and_evaluation_skip_the_same_non_truth(tmp_path):
+    from trainer.contract import VALID_TARGETS
+    from trainer.evaluate import library_cases
+
+    m = _material(12, "metal")
+    _licence(tmp_path / "src")
+    folder = tmp_path / "src" / "plate"
+    _poly_haven_set(folder, "plate", m)
+    write_png(folder / "plate_arm_1k.png", np.stack([np.ones_like(m.ao), m.roughness, m.metallic], -1))
+    _import(tmp_path / "src", tmp_path / "lib")
+    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    valid = dict(zip(VALID_TARGETS, dataset.load(0, np.random.default_rng(0), (32, 32), resolution=SIZE)["valid"]))
+    assert float(valid["ao"]) == 0.0 and float(valid["height"]) == 1.0 and float(valid["roughness"]) == 1.0
+    (case,) = library_cases(tmp_path / "lib", size=SIZE)
+    assert "ao" not in case.truth and {"height", "roughness", "metallic"} <= set(case.truth)

@@ -37,6 +37,7 @@ from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image, write_png
 from addon.engine.manifest import sha256_of
 from addon.engine.pipeline import detect_normal_convention
+from addon.engine.priors import normal_slopes
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
 from trainer.data.matsynth import DataSourceError
 from trainer.data.mixing import stable_int
@@ -72,6 +73,10 @@ NEAR_COPY_BITS = 24
 NEAR_COPY_COLOUR = 0.03  # and mean colours within this (per channel, [0, 1])
 HELD_OUT_MIN = 20
 HELD_OUT_FRACTION = 0.5
+# What a stored map must show to count as truth of the material (training and evaluation alike):
+UNAUTHORED_AO_MIN = 0.99       # an AO map with no pixel below this has no occlusion baked in
+FLAT_HEIGHT_STD = 1 / 1024     # a height map flatter than this describes no relief
+HEIGHT_SLOPE_AGREEMENT = 0.3   # its slopes must correlate this well with the normal map's, on both axes
 
 
 # ------------------------------------------------------------------------------------------ finding
@@ -705,6 +710,35 @@ def training_sources(lib) -> dict:
 
 # ------------------------------------------------------------------------------------------ reading
 
+def height_agrees_with_normal(height: np.ndarray, normal: np.ndarray) -> bool:
+    """Whether a height map describes the surface of its normal map: the correlation of its slopes
+    with the normal's (OpenGL unit vectors) reaches HEIGHT_SLOPE_AGREEMENT along both axes."""
+    if height.shape != normal.shape[:2]:
+        return False
+    slopes = normal_slopes(normal)
+    steps = ((np.roll(height, -1, 1) - np.roll(height, 1, 1)), (np.roll(height, -1, 0) - np.roll(height, 1, 0)))
+    for step, slope in zip(steps, slopes):
+        if step.std() < 1e-9 or slope.std() < 1e-9:
+            return False
+        if np.corrcoef(step.ravel(), slope.ravel())[0, 1] < HEIGHT_SLOPE_AGREEMENT:
+            return False
+    return True
+
+
+def unusable_truth(entry: dict, maps: dict[str, np.ndarray]) -> list[str]:
+    """The stored maps that are not truth about the material, so training and evaluation treat them
+    as missing: AO of an object atlas (occlusion baked from the mesh, which no texture input shows),
+    AO with no occlusion at all (packed ORM channels left white), and height that is flat or whose
+    slopes contradict the material's own normal map (a displacement of some other surface)."""
+    drop = []
+    if "ao" in maps and (entry["kind"] == "atlas" or float(maps["ao"].min()) >= UNAUTHORED_AO_MIN):
+        drop.append("ao")
+    if "height" in maps and (float(maps["height"].std()) < FLAT_HEIGHT_STD or
+                             ("normal" in maps and not height_agrees_with_normal(maps["height"], maps["normal"]))):
+        drop.append("height")
+    return drop
+
+
 class LibraryDataset:
     """Materials of a library as a training source (trainer.data.sample interface).
 
@@ -732,6 +766,7 @@ class LibraryDataset:
         self.entries = [m for _, m in sorted(index["materials"].items())
                         if m["split"] == split and m["role"] == role]
         self._heldout = set(index.get("heldout", ()))
+        self._not_truth: dict[int, list[str]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -755,10 +790,19 @@ class LibraryDataset:
                 (as_rgb(image) if name in ("albedo", "diffuse") else as_gray(image))
         return maps
 
+    def not_truth(self, index: int, maps: dict[str, np.ndarray]) -> list[str]:
+        """The maps of `read_material` that are no target (unusable_truth, judged on the whole material
+        and remembered): they may still shape the rendered old-game input (baked AO is what old
+        diffuses carry), but nothing is trained or judged on them."""
+        if index not in self._not_truth:
+            self._not_truth[index] = unusable_truth(self.entries[index], maps)
+        return self._not_truth[index]
+
     def load(self, index: int, rng: np.random.Generator, size: tuple[int, int], resolution: int | None = None) -> dict:
         """One sample: the material resized whole to `resolution` (longer side), a crop of `size` (wrap-
         around for tiling materials; inside the used area for atlases), inputs rendered for truth."""
         maps = self.read_material(index)
+        excluded = self.not_truth(index, maps)
         first = next(iter(maps.values()))
         r = int(resolution or self.resolution)
         scale = r / max(first.shape[:2])
@@ -771,12 +815,12 @@ class LibraryDataset:
         if self.role == "old_game":
             # Old-game sets have no PBR truth, but their own height map (where one exists) is a real target.
             return make_sample(maps["diffuse"], maps["normal"], domain=self.domain, specular=maps.get("specular"),
-                               maps={"height": maps.get("height")})
+                               maps={"height": None if "height" in excluded else maps.get("height")})
         from trainer.data.degrade import render_old_game
         diffuse, normal_pixels = render_old_game(maps, rng, self.degradation)
         normal = decode_normal(normal_pixels[..., :3], directx=True)
         specular = normal_pixels[..., 3] if normal_pixels.shape[-1] == 4 else None
-        targets = {k: maps.get(k) for k in ("roughness", "metallic", "ao", "height")}
+        targets = {k: None if k in excluded else maps.get(k) for k in ("roughness", "metallic", "ao", "height")}
         return make_sample(diffuse, normal, domain=self.domain, specular=specular, albedo=maps["albedo"], maps=targets)
 
     @staticmethod
