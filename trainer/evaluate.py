@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from addon.engine.brdf import brdf_cosine, render_ggx
+from addon.engine.priors import standardise
 from trainer import metrics
 from trainer.baselines import classic_baseline, identity_baseline
 from trainer.checkpoint import write_json_atomic
@@ -82,11 +83,6 @@ def procedural_cases(count: int = 26, size: int = DEFAULT_SIZE):
         yield Case(m.name, truth, m.diffuse, pixels)
 
 
-def _standardise(height: np.ndarray, mask) -> np.ndarray:
-    values = height[mask] if mask is not None else height
-    return (height - values.mean()) / max(float(values.std()), 1e-6)
-
-
 def _tensor(image: np.ndarray) -> torch.Tensor:
     image = np.asarray(image, np.float32)
     image = image[..., None] if image.ndim == 2 else image
@@ -105,7 +101,7 @@ def map_scores(prediction: dict, case: Case, lpips=None) -> dict[str, dict[str, 
         p = np.asarray(prediction[name], np.float32)
         t = np.asarray(case.truth[name], np.float32)
         if name == "height":
-            p, t = _standardise(p, mask), _standardise(t, mask)
+            p, t = standardise(p, mask), standardise(t, mask)
         if mask is not None:  # unused atlas area: prediction set to the truth, so it adds no error
             where = ~mask if p.ndim == 2 else ~mask[..., None].repeat(p.shape[-1], -1)
             p = np.where(where, t, p)
@@ -272,7 +268,7 @@ def _sheet_row(case: Case, prediction: dict) -> list[np.ndarray]:
         if case.truth.get(name) is None:
             return np.zeros(case.diffuse.shape[:2], np.float32)
         if name == "height":
-            return np.clip(0.5 + 0.2 * _standardise(np.asarray(maps[name], np.float32), case.mask), 0, 1)
+            return np.clip(0.5 + 0.2 * standardise(np.asarray(maps[name], np.float32), case.mask), 0, 1)
         return maps[name]
 
     def render(maps):

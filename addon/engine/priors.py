@@ -69,10 +69,12 @@ def integrate_normals(normal: np.ndarray, depth_scale: float = 1.0) -> np.ndarra
     return np.real(np.fft.ifft2(spectrum))
 
 
-def standardise(height: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation (a flat height stays flat: zeros)."""
-    centred = height - height.mean()
-    spread = centred.std()
+def standardise(height: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Zero mean, unit standard deviation, measured where `mask` is true (everywhere without one);
+    a flat height stays flat: zeros."""
+    values = height[mask] if mask is not None else height
+    centred = height - values.mean()
+    spread = float(values.std())
     return centred / spread if spread > 1e-8 else np.zeros_like(centred)
 
 

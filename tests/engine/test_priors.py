@@ -3,6 +3,7 @@ derive them the same way."""
 import numpy as np
 import pytest
 
+from addon.engine import priors
 from addon.engine.priors import (FLAT_ALPHA_RANGE, HEIGHT_PRIOR_SPREAD, has_specular_mask, height_prior,
                                  integrate_normals, specular_input)
 from trainer.data.common import normal_from_height
@@ -64,3 +65,14 @@ def test_training_samples_carry_the_inputs_the_engine_computes():
     np.testing.assert_array_equal(sample["height_prior"][0].numpy(), height_prior(normal))
     without = make_sample(np.full((64, 64, 3), 0.5, np.float32), normal, domain=0)
     assert float(without["specular"].abs().sum()) == 0.0
+
+
+def test_standardise_measures_only_where_the_mask_says():
+    height = np.zeros((4, 8))
+    height[:, :4] = np.arange(4)[:, None]   # the used half: 0..3 per row
+    height[:, 4:] = 100.0                   # unused atlas area that must not move the statistics
+    mask = np.zeros_like(height, bool)
+    mask[:, :4] = True
+    z = priors.standardise(height, mask)
+    assert np.isclose(z[mask].mean(), 0.0) and np.isclose(z[mask].std(), 1.0)
+    assert np.allclose(priors.standardise(np.full((3, 3), 7.0)), 0.0)  # flat stays flat
