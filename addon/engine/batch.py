@@ -42,7 +42,7 @@ from pathlib import Path, PurePosixPath
 
 from . import dds, naming, truepbr, validation
 from .contactsheet import SheetEntry, thumbnail, write_contact_sheet
-from .errors import OutputFolderBusy, PBRForgeError, user_sentence
+from .errors import OutputExists, OutputFolderBusy, PBRForgeError, user_sentence
 from .imageio import TEMPORARY_SUFFIX, decode_image, read_file_bytes, write_atomically
 from .manifest import MANIFEST_NAME, sha256_of
 from .tiling import resize_wrap
@@ -366,11 +366,13 @@ class BatchJob:
                  models_dir=None, allow_output_inside_input: bool = False, converter=None,
                  summary_path=None, model_space_normals: str = "skip", smooth_angle: float | None = None,
                  patcher_name: str | None = None, tile: int | None = None, overlap: int | None = None,
-                 normal_convention: str = "auto"):
+                 normal_convention: str = "auto", overwrite: bool = True):
         """model_space_normals: see MODEL_SPACE_NORMAL_CHOICES. smooth_angle: written into every patcher
         entry only when given. patcher_name: the patcher JSON's name (default: the mod folder's).
         tile, overlap: for the converter the job makes (default: the manifest's; not with `converter`).
-        normal_convention: the green channel of every normal map, or "auto" (from each normal's name)."""
+        normal_convention: the green channel of every normal map, or "auto" (from each normal's name).
+        overwrite: False fails a set (before converting it) whose output files already exist, unless
+        the journal says an earlier run of this batch wrote them (the Blender preference)."""
         if fmt not in FORMATS:
             raise PBRForgeError(f"Unknown output format '{fmt}'; choose one of {', '.join(FORMATS)}.")
         if model_space_normals not in MODEL_SPACE_NORMAL_CHOICES:
@@ -382,6 +384,7 @@ class BatchJob:
         if converter is not None and (tile, overlap) != (None, None):
             raise ValueError("tile and overlap are for the converter the job makes; set them on `converter`")
         self.normal_convention = normal_convention
+        self.overwrite = overwrite
         self.input_dir = Path(input_dir)
         self.output_dir = Path(output_dir)
         self.run_files_dir = run_files_dir(self.output_dir)
@@ -568,6 +571,8 @@ class BatchJob:
             inputs["settings"] = self._settings
         if self._is_done(item, inputs):
             return "skip", inputs, None, None, None, []
+        if not self.overwrite:
+            self._check_targets_free(item)
         notes = name_warnings(item) if self._truepbr else []
         diffuse = decode_image(diffuse, str(item.diffuse))
         if normal is not None:  # without one the converter uses a flat normal
@@ -635,6 +640,28 @@ class BatchJob:
         return [self._relative_output(path) for path in written.values()]
 
     # -- bookkeeping --
+
+    def _targets(self, item: TextureSet) -> list[str]:
+        """The files the set's outputs will have, relative to the output folder."""
+        targets = []
+        if self._truepbr:
+            names = naming.truepbr_names(item.relative_stem, optional=("glow",) if item.glow else ())
+            if item.model_space_normal is not None:
+                del names["normal"]  # lock_normal: the mesh keeps its own
+            targets += names.values()
+        if self.fmt in ("blender", "both"):
+            relative = PurePosixPath(item.relative_stem)
+            folder = PurePosixPath(BLENDER_FOLDER) / relative.parent
+            targets += [(folder / name).as_posix()
+                        for name in naming.png_set_names(relative.name, self._png_suffixes).values()]
+        return targets
+
+    def _check_targets_free(self, item: TextureSet) -> None:
+        """With overwrite off: refuse a set whose output files exist and are not this batch's own."""
+        own = set(self._journal.records.get(item.key, {}).get("outputs", ()))
+        for relative in self._targets(item):
+            if relative not in own and naming.safe_join(self.output_dir, relative).exists():
+                raise OutputExists(self.output_dir / relative)
 
     def _relative_output(self, path: Path) -> str:
         return Path(path).relative_to(self.output_dir).as_posix()
