@@ -45,6 +45,7 @@ from .contactsheet import SheetEntry, thumbnail, write_contact_sheet
 from .errors import OutputExists, OutputFolderBusy, PBRForgeError, user_sentence
 from .imageio import TEMPORARY_SUFFIX, decode_image, read_file_bytes, write_atomically
 from .manifest import MANIFEST_NAME, sha256_of
+from .normalmaps import NORMAL_CONVENTIONS, input_convention
 from .tiling import resize_wrap
 
 FORMATS = ("truepbr", "blender", "both")
@@ -378,9 +379,9 @@ class BatchJob:
         if model_space_normals not in MODEL_SPACE_NORMAL_CHOICES:
             raise PBRForgeError(f"Unknown model-space normal handling '{model_space_normals}'; choose one of "
                                 f"{', '.join(MODEL_SPACE_NORMAL_CHOICES)}.")
-        if normal_convention not in naming.NORMAL_CONVENTION_CHOICES:
+        if normal_convention not in NORMAL_CONVENTIONS:
             raise PBRForgeError(f"Unknown normal convention '{normal_convention}'; choose one of "
-                                f"{', '.join(naming.NORMAL_CONVENTION_CHOICES)}.")
+                                f"{', '.join(NORMAL_CONVENTIONS)}.")
         if converter is not None and (tile, overlap) != (None, None):
             raise ValueError("tile and overlap are for the converter the job makes; set them on `converter`")
         self.normal_convention = normal_convention
@@ -526,9 +527,7 @@ class BatchJob:
             with self._lock:
                 self.summary["skipped"] += 1
             return self.progress
-        convention = self.normal_convention
-        if convention == "auto":
-            convention = naming.normal_convention_of(item.normal) if item.normal else "directx"
+        convention = input_convention(self.normal_convention, item.normal)
         original = validation.original_preview_or_none(diffuse, normal)
         try:
             result = self._converter.convert(diffuse, normal, normal_convention=convention)

@@ -11,7 +11,7 @@ Images larger than MAX_TEXTURE_SIDE per side are refused from their header, befo
 DDS: only the top mip level (first face / array slice) is read. Pillow decodes most block formats;
 the DX10 formats it lacks (the sRGB BC1/BC3 variants, typeless BC4, BGRA8) are decoded here with
 texture2ddecoder from the header dds.read_header parses. BC5 (two-channel normal maps) comes back as RGB with
-blue = 0, as stored; reconstructing Z is the caller's business (see pipeline.decode_normal). Signed
+blue = 0, as stored; reconstructing Z is the caller's business (see normalmaps.decode_normal). Signed
 BC5 (BC5_SNORM, FourCC `BC5S`) is mapped to the same unsigned encoding, (n + 1) / 2, blue = 0.
 """
 from __future__ import annotations
