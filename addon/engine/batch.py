@@ -373,7 +373,8 @@ class BatchJob:
         tile, overlap: for the converter the job makes (default: the manifest's; not with `converter`).
         normal_convention: the green channel of every normal map, or "auto" (from each normal's name).
         overwrite: False fails a set (before converting it) whose output files already exist, unless
-        the journal says an earlier run of this batch wrote them (the Blender preference)."""
+        the journal says an earlier run of this batch wrote them, and leaves a patcher JSON alone that
+        was there before this batch first ran (the Blender preference)."""
         if fmt not in FORMATS:
             raise PBRForgeError(f"Unknown output format '{fmt}'; choose one of {', '.join(FORMATS)}.")
         if model_space_normals not in MODEL_SPACE_NORMAL_CHOICES:
@@ -446,6 +447,8 @@ class BatchJob:
             _remove_stale_temporaries(self.run_files_dir)
             removed_legacy = _remove_legacy_run_files(self.output_dir)
             self._journal = Journal(self.run_files_dir / JOURNAL_NAME)
+            # A patcher JSON already there is this batch's own when an earlier run journalled sets.
+            self._patcher_json_is_ours = bool(self._journal.records)
         except OSError as exc:
             self._output_lock.release()
             raise PBRForgeError(
@@ -720,6 +723,8 @@ class BatchJob:
         name = _safe_file_stem(self.patcher_name or mod_name(self.input_dir)) + ".json"
         try:
             path = naming.safe_join(self.output_dir, f"{truepbr.PATCHER_FOLDER}/{name}")
+            if not self.overwrite and not self._patcher_json_is_ours and path.exists():
+                raise OutputExists(path)
             truepbr.write_patcher_json(entries, path)
             self.summary["patcher_json"] = str(path)
         except (OSError, PBRForgeError) as exc:
