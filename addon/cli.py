@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .engine import naming
 from .engine.errors import PBRForgeError, user_sentence
-from .engine.naming import NORMAL_CONVENTION_CHOICES
+from .engine.normalmaps import NORMAL_CONVENTIONS, input_convention
 from .engine.sessions import PROVIDER_CHOICES
 
 
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_conversion_options(command: argparse.ArgumentParser, *, auto: str) -> None:
     """The options of convert and batch that change how each texture is converted."""
-    command.add_argument("--normal-convention", choices=NORMAL_CONVENTION_CHOICES, default="auto",
+    command.add_argument("--normal-convention", choices=NORMAL_CONVENTIONS, default="auto",
                          help=f"green channel of the normal maps (auto: {auto})")
     command.add_argument("--tile", type=int, help="tile size in pixels (default: from the manifest)")
     command.add_argument("--overlap", type=int, help="tile overlap in pixels (default: from the manifest)")
@@ -251,9 +251,7 @@ def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, 
     from .engine.outputs import write_png_set
     from .engine import validation
 
-    convention = args.normal_convention
-    if convention == "auto" and normal_path is not None:
-        convention = naming.normal_convention_of(normal_path)
+    convention = input_convention(args.normal_convention, normal_path)
     try:
         inputs = [read_image(diffuse_path), read_image(normal_path) if normal_path is not None else None]
         original = validation.original_preview_or_none(*inputs)

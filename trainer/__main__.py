@@ -14,8 +14,9 @@ from addon.engine.errors import PBRForgeError
 from trainer.config import MODEL_PRESETS, PROFILES, RunConfig
 
 
-def _add_run_parser(subparsers, name: str, help_text: str) -> None:
-    p = subparsers.add_parser(name, help=help_text, description=help_text)
+def _add_run_parser(subparsers) -> None:
+    help_text = "run the training plan (all phases, or one with --phase); `train` is the same command"
+    p = subparsers.add_parser("run", aliases=["train"], help=help_text, description=help_text)
     p.add_argument("--plan", default="skyrim", help="plan name in trainer/plans (skyrim, skyrim_lowtrust) or a TOML path")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, export)")
     p.add_argument("--matsynth", help="folder of MatSynth parquet shards")
@@ -83,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     from trainer.data import library, preflight, synth
     parser = argparse.ArgumentParser(prog="python -m trainer", description="PBR Forge trainer")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_run_parser(subparsers, "run", "run the training plan (all phases, or one with --phase)")
-    _add_run_parser(subparsers, "train", "same as run")
+    _add_run_parser(subparsers)
     synth.register_cli(subparsers)
     preflight.register_cli(subparsers)
     export.register_cli(subparsers)

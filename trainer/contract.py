@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from addon.engine.priors import HEIGHT_PRIOR_SPREAD, PRIOR_MAX_SIDE, SPECULAR_CHANNELS
 
-from addon.engine.manifest import FORMAT_VERSION  # the add-on reads exactly this version
+from addon.engine.manifest import ENGINE_MAPS, FORMAT_VERSION  # the add-on reads exactly this version
 
 MATERIAL_CLASSES = (
     "ceramic", "concrete", "fabric", "ground", "leather", "marble", "metal",
     "misc", "plaster", "plastic", "stone", "terracotta", "wood",
 )
-# Order of the channels of UNet-Maps' output and of the per-map heads.
-MAP_CHANNELS = ("roughness", "metallic", "ao", "height")
+# Order of the channels of UNet-Maps' output and of the per-map heads (defined by the engine).
+MAP_CHANNELS = ENGINE_MAPS
 # Conditioning channels fed to UNet-Maps: per-pixel material logits, then metallic logit.
 CONDITION_CHANNELS = tuple(f"material:{c}" for c in MATERIAL_CLASSES) + ("metallic_mask",)
 

@@ -42,9 +42,10 @@ from pathlib import Path, PurePosixPath
 
 from . import dds, naming, truepbr, validation
 from .contactsheet import SheetEntry, thumbnail, write_contact_sheet
-from .errors import OutputFolderBusy, PBRForgeError, user_sentence
+from .errors import OutputExists, OutputFolderBusy, PBRForgeError, user_sentence
 from .imageio import TEMPORARY_SUFFIX, decode_image, read_file_bytes, write_atomically
 from .manifest import MANIFEST_NAME, sha256_of
+from .normalmaps import NORMAL_CONVENTIONS, input_convention
 from .tiling import resize_wrap
 
 FORMATS = ("truepbr", "blender", "both")
@@ -366,22 +367,26 @@ class BatchJob:
                  models_dir=None, allow_output_inside_input: bool = False, converter=None,
                  summary_path=None, model_space_normals: str = "skip", smooth_angle: float | None = None,
                  patcher_name: str | None = None, tile: int | None = None, overlap: int | None = None,
-                 normal_convention: str = "auto"):
+                 normal_convention: str = "auto", overwrite: bool = True):
         """model_space_normals: see MODEL_SPACE_NORMAL_CHOICES. smooth_angle: written into every patcher
         entry only when given. patcher_name: the patcher JSON's name (default: the mod folder's).
         tile, overlap: for the converter the job makes (default: the manifest's; not with `converter`).
-        normal_convention: the green channel of every normal map, or "auto" (from each normal's name)."""
+        normal_convention: the green channel of every normal map, or "auto" (from each normal's name).
+        overwrite: False fails a set (before converting it) whose output files already exist, unless
+        the journal says an earlier run of this batch wrote them, and leaves a patcher JSON alone that
+        was there before this batch first ran (the Blender preference)."""
         if fmt not in FORMATS:
             raise PBRForgeError(f"Unknown output format '{fmt}'; choose one of {', '.join(FORMATS)}.")
         if model_space_normals not in MODEL_SPACE_NORMAL_CHOICES:
             raise PBRForgeError(f"Unknown model-space normal handling '{model_space_normals}'; choose one of "
                                 f"{', '.join(MODEL_SPACE_NORMAL_CHOICES)}.")
-        if normal_convention not in naming.NORMAL_CONVENTION_CHOICES:
+        if normal_convention not in NORMAL_CONVENTIONS:
             raise PBRForgeError(f"Unknown normal convention '{normal_convention}'; choose one of "
-                                f"{', '.join(naming.NORMAL_CONVENTION_CHOICES)}.")
+                                f"{', '.join(NORMAL_CONVENTIONS)}.")
         if converter is not None and (tile, overlap) != (None, None):
             raise ValueError("tile and overlap are for the converter the job makes; set them on `converter`")
         self.normal_convention = normal_convention
+        self.overwrite = overwrite
         self.input_dir = Path(input_dir)
         self.output_dir = Path(output_dir)
         self.run_files_dir = run_files_dir(self.output_dir)
@@ -442,6 +447,8 @@ class BatchJob:
             _remove_stale_temporaries(self.run_files_dir)
             removed_legacy = _remove_legacy_run_files(self.output_dir)
             self._journal = Journal(self.run_files_dir / JOURNAL_NAME)
+            # A patcher JSON already there is this batch's own when an earlier run journalled sets.
+            self._patcher_json_is_ours = bool(self._journal.records)
         except OSError as exc:
             self._output_lock.release()
             raise PBRForgeError(
@@ -523,9 +530,7 @@ class BatchJob:
             with self._lock:
                 self.summary["skipped"] += 1
             return self.progress
-        convention = self.normal_convention
-        if convention == "auto":
-            convention = naming.normal_convention_of(item.normal) if item.normal else "directx"
+        convention = input_convention(self.normal_convention, item.normal)
         original = validation.original_preview_or_none(diffuse, normal)
         try:
             result = self._converter.convert(diffuse, normal, normal_convention=convention)
@@ -568,6 +573,8 @@ class BatchJob:
             inputs["settings"] = self._settings
         if self._is_done(item, inputs):
             return "skip", inputs, None, None, None, []
+        if not self.overwrite:
+            self._check_targets_free(item)
         notes = name_warnings(item) if self._truepbr else []
         diffuse = decode_image(diffuse, str(item.diffuse))
         if normal is not None:  # without one the converter uses a flat normal
@@ -636,6 +643,28 @@ class BatchJob:
 
     # -- bookkeeping --
 
+    def _targets(self, item: TextureSet) -> list[str]:
+        """The files the set's outputs will have, relative to the output folder."""
+        targets = []
+        if self._truepbr:
+            names = naming.truepbr_names(item.relative_stem, optional=("glow",) if item.glow else ())
+            if item.model_space_normal is not None:
+                del names["normal"]  # lock_normal: the mesh keeps its own
+            targets += names.values()
+        if self.fmt in ("blender", "both"):
+            relative = PurePosixPath(item.relative_stem)
+            folder = PurePosixPath(BLENDER_FOLDER) / relative.parent
+            targets += [(folder / name).as_posix()
+                        for name in naming.png_set_names(relative.name, self._png_suffixes).values()]
+        return targets
+
+    def _check_targets_free(self, item: TextureSet) -> None:
+        """With overwrite off: refuse a set whose output files exist and are not this batch's own."""
+        own = set(self._journal.records.get(item.key, {}).get("outputs", ()))
+        for relative in self._targets(item):
+            if relative not in own and naming.safe_join(self.output_dir, relative).exists():
+                raise OutputExists(self.output_dir / relative)
+
     def _relative_output(self, path: Path) -> str:
         return Path(path).relative_to(self.output_dir).as_posix()
 
@@ -694,6 +723,8 @@ class BatchJob:
         name = _safe_file_stem(self.patcher_name or mod_name(self.input_dir)) + ".json"
         try:
             path = naming.safe_join(self.output_dir, f"{truepbr.PATCHER_FOLDER}/{name}")
+            if not self.overwrite and not self._patcher_json_is_ours and path.exists():
+                raise OutputExists(path)
             truepbr.write_patcher_json(entries, path)
             self.summary["patcher_json"] = str(path)
         except (OSError, PBRForgeError) as exc:

@@ -1,4 +1,5 @@
-"""DDS writer: block-compressed textures (BC1/BC3/BC4/BC5/BC7) with full mip chains and a DX10 header.
+"""DDS files: the header layout (read by `read_header`, for imageio's reader and `DdsLayout` alike) and
+the writer of block-compressed textures (BC1/BC3/BC4/BC5/BC7) with full mip chains and a DX10 header.
 
 Block compression is etcpak's (`compress_bc*(rgba_bytes, width, height[, params])` on RGBA8
 buffers whose sides are multiples of 4). This module adds what the game needs around it:
@@ -17,13 +18,16 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
-import etcpak
 import numpy as np
 
+# imageio reads DDS through read_header and this module writes through imageio.write_atomically:
+# each uses the other's module attribute at call time, so either may be imported first.
+from . import imageio
 from .colour import linear_to_srgb, srgb_to_linear
-from .imageio import write_atomically
+from .errors import ImageReadError
 
 # (format, sRGB) -> DXGI_FORMAT. BC4/BC5 hold data, never colour: they have no sRGB variant.
 DXGI_FORMATS = {
@@ -39,6 +43,10 @@ KINDS = ("color", "linear", "normal")
 # in each dimension (smaller mips are padded by the format itself).
 BLOCK_SIDE = 4
 
+MAGIC = b"DDS "
+HEADER_SIZE = 124      # the DDS_HEADER after the magic
+DX10_HEADER_SIZE = 20  # the DDS_HEADER_DXT10 that follows when the pixel format's FourCC is "DX10"
+_PIXEL_FORMAT_OFFSET = 4 + 72  # DDS_PIXELFORMAT within the file (magic + 18 header fields)
 _DDSD_CAPS, _DDSD_HEIGHT, _DDSD_WIDTH = 0x1, 0x2, 0x4
 _DDSD_PIXELFORMAT, _DDSD_MIPMAPCOUNT, _DDSD_LINEARSIZE = 0x1000, 0x20000, 0x80000
 _DDPF_FOURCC = 0x4
@@ -91,7 +99,7 @@ def encode_dds(rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True, kind: 
 def write_dds(path: str | os.PathLike, rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True,
               kind: str | None = None) -> Path:
     """encode_dds, written atomically (temporary file beside the target, then renamed). Returns the path."""
-    return write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
+    return imageio.write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
 
 
 # --- mip chain ---------------------------------------------------------------------------------
@@ -157,6 +165,8 @@ _BC7_MAX_PARTITIONS = 16
 
 
 def _bc7_params(linear: bool):
+    import etcpak
+
     params = etcpak.BC7CompressBlockParams()
     params.m_max_partitions = _BC7_MAX_PARTITIONS
     if linear:
@@ -174,6 +184,8 @@ def _compress_level(level: np.ndarray, fmt: str, *, linear: bool) -> bytes:
     pad_h, pad_w = -height % 4, -width % 4
     if pad_h or pad_w:
         level = np.pad(level, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    import etcpak  # imported here: reading a DDS (imageio) never needs the encoder
+
     data = np.ascontiguousarray(level).tobytes()
     h, w = level.shape[:2]
     if fmt == "BC7":
@@ -195,34 +207,68 @@ def _header(width: int, height: int, levels: int, fmt: str, dxgi: int) -> bytes:
     pixel_format = struct.pack("<II4s5I", 32, _DDPF_FOURCC, b"DX10", 0, 0, 0, 0, 0)
     header = struct.pack(
         "<7I44s32s4I4x",
-        124, flags, height, width, level_size(width, height, fmt), 0, levels,
+        HEADER_SIZE, flags, height, width, level_size(width, height, fmt), 0, levels,
         b"\0" * 44, pixel_format, caps, 0, 0, 0,
     )
     dx10 = struct.pack("<5I", dxgi, _D3D10_RESOURCE_DIMENSION_TEXTURE2D, 0, 1, 0)
-    return b"DDS " + header + dx10
+    return MAGIC + header + dx10
 
 
-# --- reading back our own files ------------------------------------------------------------------
+# --- reading ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DdsHeader:
+    width: int
+    height: int
+    mip_field: int      # the header's mip count (0 in files without mips)
+    fourcc: bytes       # the pixel format's FourCC field, as stored
+    dxgi: int | None    # the DX10 header's DXGI_FORMAT; None without a DX10 header
+    data_offset: int    # where level 0's bytes start
+
+
+def read_header(data: bytes) -> DdsHeader:
+    """The header of a .dds file (starting with MAGIC). A truncated or corrupt header raises
+    ImageReadError with the sentence imageio reports."""
+    if data[:4] != MAGIC:
+        raise ImageReadError("it is not a DDS file (no 'DDS ' at its start); re-export the texture.")
+    if len(data) < 4 + HEADER_SIZE:
+        raise ImageReadError("the DDS header is truncated; re-export the texture.")
+    header_size, _flags, height, width, _pitch, _depth, mip_field = struct.unpack_from("<7I", data, 4)
+    if header_size != HEADER_SIZE:
+        raise ImageReadError("the DDS header is corrupt; re-export the texture.")
+    pf_flags, fourcc = struct.unpack_from("<4xI4s", data, _PIXEL_FORMAT_OFFSET)
+    dxgi = None
+    offset = 4 + HEADER_SIZE
+    if pf_flags & _DDPF_FOURCC and fourcc == b"DX10":
+        if len(data) < offset + DX10_HEADER_SIZE:
+            raise ImageReadError("the DDS DX10 header is truncated; re-export the texture.")
+        (dxgi,) = struct.unpack_from("<I", data, offset)
+        offset += DX10_HEADER_SIZE
+    return DdsHeader(width, height, mip_field, fourcc, dxgi, offset)
+
 
 DXGI_TO_FORMAT = {dxgi: fmt for (fmt, _srgb), dxgi in DXGI_FORMATS.items()}
 
 
 class DdsLayout:
-    """Where each mip level of a block-compressed DX10 .dds file lies (sizes checked against the data)."""
+    """Where each mip level of a block-compressed DX10 .dds file (one this module writes) lies, sizes
+    checked against the data; anything else raises ValueError."""
 
     def __init__(self, data: bytes):
-        if len(data) < 148 or data[:4] != b"DDS " or data[84:88] != b"DX10":
+        try:
+            header = read_header(data)
+        except ImageReadError as exc:
+            raise ValueError(str(exc)) from None
+        if header.dxgi is None:
             raise ValueError("not a DX10 DDS file")
-        self.height, self.width = struct.unpack_from("<2I", data, 12)
-        (mip_field,) = struct.unpack_from("<I", data, 28)
-        (self.dxgi,) = struct.unpack_from("<I", data, 128)
+        self.height, self.width, self.dxgi = header.height, header.width, header.dxgi
         if self.dxgi not in DXGI_TO_FORMAT:
             raise ValueError(f"DXGI format {self.dxgi} is not one this writer emits")
         self.format = DXGI_TO_FORMAT[self.dxgi]
         self.srgb = (self.format, True) in DXGI_FORMATS and DXGI_FORMATS[(self.format, True)] == self.dxgi
-        self.mip_count = max(1, mip_field)
+        self.mip_count = max(1, header.mip_field)
         self.levels = []  # (offset, width, height) per level
-        offset, w, h = 148, self.width, self.height
+        offset, w, h = header.data_offset, self.width, self.height
         for _ in range(self.mip_count):
             self.levels.append((offset, w, h))
             offset += level_size(w, h, self.format)

@@ -29,6 +29,14 @@ class OutputFolderBusy(PBRForgeError):
     """Another PBR Forge run holds the lock on the output folder."""
 
 
+class OutputExists(PBRForgeError):
+    """An output file is already there and the Overwrite Existing Files preference is off."""
+
+    def __init__(self, path):
+        super().__init__(f"'{path}' already exists; turn on Overwrite Existing Files in the PBR Forge "
+                         "preferences or choose another output folder.")
+
+
 def user_sentence(exc: BaseException, what: str) -> str:
     """The one sentence shown for an exception raised while trying to `what` (e.g. "write the
     outputs"). Unexpected exception types say so, so they get reported instead of hidden."""

@@ -10,8 +10,8 @@ Images larger than MAX_TEXTURE_SIDE per side are refused from their header, befo
 
 DDS: only the top mip level (first face / array slice) is read. Pillow decodes most block formats;
 the DX10 formats it lacks (the sRGB BC1/BC3 variants, typeless BC4, BGRA8) are decoded here with
-texture2ddecoder from the header parsed below. BC5 (two-channel normal maps) comes back as RGB with
-blue = 0, as stored; reconstructing Z is the caller's business (see pipeline.decode_normal). Signed
+texture2ddecoder from the header dds.read_header parses. BC5 (two-channel normal maps) comes back as RGB with
+blue = 0, as stored; reconstructing Z is the caller's business (see normalmaps.decode_normal). Signed
 BC5 (BC5_SNORM, FourCC `BC5S`) is mapped to the same unsigned encoding, (n + 1) / 2, blue = 0.
 """
 from __future__ import annotations
@@ -29,14 +29,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import dds  # dds writes through write_atomically below: both use module attributes at call time
 from .errors import ImageReadError
 
 # Largest side read_image accepts (checked from the header, before decoding). An 8K set converts
 # within the 4 GB memory budget; a 16K one would need four times that.
 MAX_TEXTURE_SIDE = 8192
-_DDS_MAGIC = b"DDS "
-_DDS_HEADER_SIZE = 124
-_DDPF_FOURCC = 0x4
 
 # DXGI formats Pillow 13 refuses, decoded here: format -> (texture2ddecoder function name, bytes per
 # 4x4 block or None for uncompressed, channels to keep).
@@ -93,7 +91,7 @@ def _open_without_waiting(path, flags):
 def decode_image(data: bytes, name: str) -> np.ndarray:
     """`read_image` for bytes already in memory (e.g. images embedded in parquet); `name` labels errors."""
     try:
-        if data[:4] == _DDS_MAGIC:
+        if data[:4] == dds.MAGIC:
             array = _read_dds(data)
         else:
             array = _read_with_pillow(data)
@@ -204,20 +202,9 @@ def _read_16bit_colour_png(data: bytes) -> np.ndarray:
 # --- DDS ----------------------------------------------------------------------------------------
 
 def _read_dds(data: bytes) -> np.ndarray:
-    if len(data) < 4 + _DDS_HEADER_SIZE:
-        raise ImageReadError("the DDS header is truncated; re-export the texture.")
-    header_size, _flags, height, width = struct.unpack_from("<4I", data, 4)
-    if header_size != _DDS_HEADER_SIZE:
-        raise ImageReadError("the DDS header is corrupt; re-export the texture.")
+    header = dds.read_header(data)
+    width, height, fourcc, dxgi, offset = header.width, header.height, header.fourcc, header.dxgi, header.data_offset
     _check_size(width, height)
-    pf_flags, fourcc = struct.unpack_from("<I4s", data, 4 + 76)
-    dxgi = None
-    offset = 4 + _DDS_HEADER_SIZE
-    if pf_flags & _DDPF_FOURCC and fourcc == b"DX10":
-        if len(data) < offset + 20:
-            raise ImageReadError("the DDS DX10 header is truncated; re-export the texture.")
-        (dxgi,) = struct.unpack_from("<I", data, offset)
-        offset += 20
     if dxgi in _T2D_DXGI:
         return _decode_block_dds(data, offset, width, height, *_T2D_DXGI[dxgi])
     if dxgi in _BGRA_DXGI:

@@ -33,7 +33,9 @@ ENGINE_IO = {
     "metallic_seg": (("image",), ("metallic_logits",)),
     "maps": (("albedo", "normal", "condition", "specular", "height_prior"), ("maps",)),
 }
-# Maps the pipeline hands out in PBRResult; the manifest says in which channel each one is.
+# The data maps the pipeline hands out in PBRResult; the manifest says in which channel each one is.
+# Their one definition: in this order they are UNet-Maps' output channels (trainer.contract.MAP_CHANNELS
+# is this tuple) and the trainer's `maps` targets.
 ENGINE_MAPS = ("roughness", "metallic", "ao", "height")
 
 _REINSTALL = "re-export the models with `python -m trainer export` or reinstall PBR Forge"

@@ -75,8 +75,6 @@ _TAG_TO_MAP = {tag: role for role, tags in MAP_TAGS.items() for tag in tags}
 # Words naming a normal map's green-channel convention (Poly Haven `nor_dx`, ambientCG `NormalGL`,
 # texturecan `normal_directx`).
 NORMAL_CONVENTION_TOKENS = {"dx": "directx", "directx": "directx", "gl": "opengl", "opengl": "opengl"}
-# What a user may ask for: a green-channel convention, or "auto" (from the normal map's name).
-NORMAL_CONVENTION_CHOICES = ("auto", "directx", "opengl")
 # Words that qualify a map without naming one: the conventions, and Poliigon's workflow label that
 # follows the resolution (`_COL_2K_METALNESS` is the colour map of the metalness workflow).
 _POLIIGON_WORKFLOWS = ("metalness", "specular")

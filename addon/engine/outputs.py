@@ -12,6 +12,7 @@ import numpy as np
 from .errors import PBRForgeError
 from .imageio import write_png
 from .naming import png_set_names
+from .normalmaps import encode_normal
 
 # map -> bit depth of its PNG
 _BITS = {"albedo": 8, "roughness": 8, "metallic": 8, "ao": 8, "height": 16, "normal": 8}
@@ -40,11 +41,5 @@ def _pixels(result, role: str) -> np.ndarray:
     if role == "albedo":
         return result.albedo if result.alpha is None else np.dstack([result.albedo, result.alpha])
     if role == "normal":
-        return _encode_normal(result.normal)
+        return encode_normal(result.normal)  # the Blender set is OpenGL, as the result
     return getattr(result, role)
-
-
-def _encode_normal(normal: np.ndarray) -> np.ndarray:
-    encoded = normal + 1.0
-    encoded *= 0.5
-    return encoded

@@ -17,18 +17,15 @@ import numpy as np
 
 from .errors import ConversionCancelled, PBRForgeError
 from .manifest import ENGINE_IO, Manifest, fixed_batch, load_manifest
-from .normalmaps import stores_no_z
+from .normalmaps import DETECTION_CROP, NORMAL_CONVENTIONS, decode_normal, detect_normal_convention, stores_no_z
 from .priors import has_specular_mask, height_prior, specular_planes
 from .sessions import DISPLAY_NAMES, PROVIDER_CHOICES, ModelSession, available_choices
 from .tiling import TiledRun, plan_grid, resize_antialiased, resize_wrap, round_up, sample_wrap, wrap_source
 
-NORMAL_CONVENTIONS = ("directx", "opengl", "auto")
 # Tiles per session.run: batches keep a GPU busy; on the CPU one tile per call measured faster (its
 # activations stay in cache: 2K set 4.8 s vs 5.8 s with 4 per call on 2 cores, benchmarks/bench_convert.py).
 GPU_BATCH_TILES = 4
 CPU_BATCH_TILES = 1
-# Auto-detection looks at most at this many pixels per side (the test is local; a crop suffices).
-_DETECTION_CROP = 1024
 # Rows of the normal map decoded at a time.
 _DECODE_ROWS = 256
 
@@ -200,7 +197,7 @@ class ConversionJob:
             if normal.shape[2] == 4 and has_specular_mask(normal[..., 3]):  # the old specular mask (`_n` alpha)
                 specular_mask = normal[..., 3].astype(np.float16)
             if normal_convention == "auto":
-                crop = normal[:_DETECTION_CROP, :_DETECTION_CROP]
+                crop = normal[:DETECTION_CROP, :DETECTION_CROP]
                 normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
             rebuild_z = stores_no_z(normal[..., 2])  # decided once for the whole map
             for top in range(0, height, _DECODE_ROWS):  # in row blocks: no full-size temporaries
@@ -327,57 +324,6 @@ def _finite(array: np.ndarray, what: str, warnings: list) -> np.ndarray:
     warnings.append(f"The {what} image has {count} pixel(s) that are not numbers (NaN or infinite); "
                     "they were set to 0 or 1. Re-export it if that looks wrong.")
     return repaired
-
-
-def decode_normal(encoded: np.ndarray, convention: str, warnings: list,
-                  rebuild_z: bool | None = None) -> np.ndarray:
-    """(H, W, >=3) normal-map pixels in [0, 1] -> (H, W, 3) OpenGL unit vectors (float32).
-
-    Two-channel maps (BC5: blue stored as 0) get Z rebuilt from X and Y. DirectX maps (Skyrim
-    `_n`) have their green flipped. "auto" picks the convention under which the normals are the
-    slopes of a height field (see detect_normal_convention).
-    """
-    vectors = np.empty(encoded.shape[:2] + (3,), dtype=np.float32)
-    np.multiply(encoded[..., :3], 2.0, out=vectors, casting="unsafe")
-    vectors -= 1.0
-    if rebuild_z is None:
-        rebuild_z = stores_no_z(encoded[..., 2])
-    if rebuild_z:  # no Z stored: rebuild it (unit length, facing out)
-        z = 1.0 - vectors[..., 0] ** 2 - vectors[..., 1] ** 2
-        np.sqrt(np.maximum(z, 0.0, out=z), out=vectors[..., 2])
-    if convention == "auto":
-        convention = detect_normal_convention(vectors, warnings)
-    if convention == "directx":
-        vectors[..., 1] *= -1.0
-    length = np.sqrt(np.einsum("hwc,hwc->hw", vectors, vectors))
-    flat = length < 1e-6
-    vectors /= np.maximum(length, 1e-6)[..., None]
-    vectors[flat] = (0.0, 0.0, 1.0)
-    return vectors
-
-
-def detect_normal_convention(vectors: np.ndarray, warnings: list) -> str:
-    """Guess DirectX or OpenGL from the normals themselves.
-
-    With the OpenGL convention a tangent-space normal is (-dh/dx, dh/drow, 1) up to scale for some
-    height field h, so the slopes p = -nx/nz and q = ny/nz satisfy dp/drow = dq/dx (no curl).
-    A flipped green breaks that. Whichever convention leaves less curl wins; a near tie (flat or
-    noisy maps) falls back to DirectX, the Skyrim convention, with a warning.
-    """
-    crop = vectors[:_DETECTION_CROP, :_DETECTION_CROP].astype(np.float64)
-    nz = np.maximum(crop[..., 2], 0.1)
-    p = -crop[..., 0] / nz
-    q = crop[..., 1] / nz
-    dp_drow = np.gradient(p, axis=0)
-    dq_dcol = np.gradient(q, axis=1)
-    curl_opengl = np.abs(dp_drow - dq_dcol).mean()
-    curl_directx = np.abs(dp_drow + dq_dcol).mean()
-    if curl_opengl < 0.8 * curl_directx:
-        return "opengl"
-    if curl_directx < 0.8 * curl_opengl:
-        return "directx"
-    warnings.append("Could not tell whether the normal map is DirectX or OpenGL; assumed DirectX (Skyrim).")
-    return "directx"
 
 
 def _fixed_hw(shape: list, fallback: int) -> tuple:

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import dds, naming
 from .imageio import write_atomically
+from .normalmaps import encode_normal
 
 # Where the patchers look for their configuration, relative to the mod (Data) root.
 PATCHER_FOLDER = "PBRNifPatcher"
@@ -55,9 +56,9 @@ def albedo_rgba(result) -> np.ndarray:
 
 def normal_rgba(result) -> np.ndarray:
     """DirectX normal map: the OpenGL result with green (Y) flipped, stored as (n + 1) / 2."""
-    directx = result.normal * np.array([1.0, -1.0, 1.0], dtype=np.float32)
+    directx = encode_normal(result.normal.astype(np.float32), "directx")
     opaque = np.ones(directx.shape[:2], np.float32)
-    return _to_uint8(np.dstack([(directx + 1.0) * 0.5, opaque]))
+    return _to_uint8(np.dstack([directx, opaque]))
 
 
 def rmaos_rgba(result) -> np.ndarray:

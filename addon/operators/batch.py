@@ -24,7 +24,9 @@ class BatchConversion:
         self.job = None
 
     def start(self) -> None:
-        self.job = BatchJob(self.input_dir, self.output_dir, fmt=self.fmt, converter=self.settings.converter())
+        # The Input Normals and Overwrite Existing Files preferences, as a single conversion honours them.
+        self.job = BatchJob(self.input_dir, self.output_dir, fmt=self.fmt, converter=self.settings.converter(),
+                            normal_convention=self.settings.normal_convention, overwrite=self.settings.overwrite)
 
     def step(self) -> float:
         return self.job.step()

@@ -25,7 +25,7 @@ from ..blender.detect import check_normal_statistics, detect_inputs
 from ..blender.images import image_file_path, image_to_array
 from ..blender.material import build_material
 from ..engine import naming, validation
-from ..engine.errors import PBRForgeError, user_sentence
+from ..engine.errors import OutputExists, PBRForgeError, user_sentence
 from ..engine.imageio import read_image
 from ..engine.manifest import load_manifest
 from ..engine.outputs import write_png_set
@@ -174,10 +174,7 @@ class _Conversion:
             return
         for path in self._targets.values():
             if path.exists():
-                raise PBRForgeError(
-                    f"'{path}' already exists; turn on Overwrite Existing Files in the PBR Forge "
-                    "preferences or choose another output folder."
-                )
+                raise OutputExists(path)
 
     def _write_outputs(self, result) -> dict[str, Path]:
         out_dir = self.settings.output_dir

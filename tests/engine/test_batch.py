@@ -362,6 +362,52 @@ def test_cli_batch_tile_overlap_and_normal_convention_reach_the_converter(tmp_pa
     assert seen["tiling"][-1] == manifest_tiling and seen["conventions"] == {"directx"}
 
 
+def test_without_overwrite_a_set_whose_outputs_exist_fails_but_its_own_earlier_outputs_are_redone(tmp_path,
+                                                                                                    converter):
+    mod = tmp_path / "mod" / "textures"
+    for name in ("wall", "floor"):
+        _save(mod / f"{name}.png", _pattern(len(name)))
+        _save(mod / f"{name}_n.png", _normal_pixels(len(name)))
+    out = tmp_path / "out"
+    stranger = out / "blender" / "wall_albedo.png"  # a file of someone else's where an output goes
+    stranger.parent.mkdir(parents=True)
+    stranger.write_bytes(b"not ours")
+
+    summary = _run(mod.parent, out, converter, fmt="blender", overwrite=False)
+    assert (summary["converted"], summary["failed"]) == (1, 1)
+    assert summary["failures"][0]["texture"] == "textures/wall.png"
+    assert "already exists" in summary["failures"][0]["reason"]
+    assert stranger.read_bytes() == b"not ours"
+
+    # The batch's own outputs are replaced when their set must run again (here: its diffuse changed).
+    _save(mod / "floor.png", _pattern(9))
+    summary = _run(mod.parent, out, converter, fmt="blender", overwrite=False)
+    assert (summary["converted"], summary["failed"]) == (1, 1)
+    # With overwrite (the CLI's behaviour) the stranger's file is replaced.
+    assert _run(mod.parent, out, converter, fmt="blender")["converted"] == 1
+    assert stranger.read_bytes() != b"not ours"
+
+
+def test_without_overwrite_a_patcher_json_that_was_there_first_is_left_alone(tmp_path, converter):
+    mod = tmp_path / "mod" / "textures"
+    _save(mod / "wall.png", _pattern(1))
+    out = tmp_path / "out"
+    theirs = out / "PBRNifPatcher" / "mod.json"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_text("[]")
+
+    summary = _run(mod.parent, out, converter, overwrite=False)
+    assert summary["converted"] == 1 and theirs.read_text() == "[]"
+    assert [f["texture"] for f in summary["failures"]] == ["PBRNifPatcher/mod.json"]
+    assert "already exists" in summary["failures"][0]["reason"]
+    # Once the batch has journalled sets into this output, a re-run keeps its JSON up to date.
+    theirs.unlink()
+    _run(mod.parent, out, converter, overwrite=False)
+    _save(mod / "floor.png", _pattern(2))
+    summary = _run(mod.parent, out, converter, overwrite=False)
+    assert summary["failures"] == [] and len(json.loads(theirs.read_text())) == 2
+
+
 def test_cli_reports_a_bad_input_folder_in_one_sentence(tmp_path, tiny_models_dir, capsys):
     args = cli.build_parser().parse_args(["batch", "--input", str(tmp_path / "missing"), "--output",
                                           str(tmp_path / "out"), "--provider", "cpu", "--models", str(tiny_models_dir)])

@@ -162,3 +162,33 @@ def test_wrong_inputs_are_programming_errors():
         dds.encode_dds(np.zeros((4, 4, 4), np.uint8), "BC5", True)
     with pytest.raises(ValueError):
         dds.DdsLayout(dds.encode_dds(np.zeros((8, 8, 4), np.uint8), "BC7", True)[:-1])
+
+
+def test_one_header_reader_serves_the_layout_checker_and_the_image_reader(tmp_path):
+    """dds.read_header is the only DDS header parser: our DX10 files, legacy FourCC files and
+    broken headers read the same through DdsLayout and imageio."""
+    from PIL import Image
+
+    from addon.engine import imageio
+    from addon.engine.errors import ImageReadError
+
+    data = dds.encode_dds(np.zeros((8, 12, 4), np.uint8), "BC7", True)
+    header = dds.read_header(data)
+    assert (header.width, header.height, header.mip_field, header.dxgi, header.data_offset) == (
+        12, 8, dds.mip_count(12, 8), 99, 4 + dds.HEADER_SIZE + dds.DX10_HEADER_SIZE)
+    layout = dds.DdsLayout(data)
+    assert (layout.width, layout.height, layout.levels[0][0]) == (12, 8, header.data_offset)
+
+    Image.new("RGB", (8, 4)).save(tmp_path / "legacy.dds", "DDS", pixel_format="DXT1")
+    legacy = dds.read_header((tmp_path / "legacy.dds").read_bytes())
+    assert (legacy.fourcc, legacy.dxgi, legacy.data_offset) == (b"DXT1", None, 4 + dds.HEADER_SIZE)
+    with pytest.raises(ValueError, match="not a DX10"):
+        dds.DdsLayout((tmp_path / "legacy.dds").read_bytes())
+
+    cut = data[:4 + dds.HEADER_SIZE + 5]  # the DX10 header cut short
+    with pytest.raises(ImageReadError, match="DX10 header is truncated"):
+        dds.read_header(cut)
+    with pytest.raises(ImageReadError, match="DX10 header is truncated"):
+        imageio.decode_image(cut, "cut.dds")
+    with pytest.raises(ValueError, match="DX10 header is truncated"):
+        dds.DdsLayout(cut)

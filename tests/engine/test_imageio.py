@@ -42,7 +42,7 @@ def signed_bc5_dds(block_xy: np.ndarray) -> bytes:
 
 def test_signed_bc5_normals_decode_to_the_stored_vector_with_z_rebuilt():
     from addon.engine.imageio import decode_image
-    from addon.engine.pipeline import decode_normal
+    from addon.engine.normalmaps import decode_normal
 
     vectors = np.array([[[0.3, -0.2], [-0.6, 0.5]], [[0.0, 0.0], [-1.0, 1.0 / 127]]])
     decoded = decode_image(signed_bc5_dds(vectors), "n.dds")

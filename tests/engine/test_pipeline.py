@@ -5,7 +5,8 @@ import pytest
 from addon.engine.errors import ConversionCancelled, PBRForgeError
 from addon.engine.outputs import write_png_set
 from addon.engine.imageio import read_image
-from addon.engine.pipeline import Converter, decode_normal, detect_normal_convention
+from addon.engine.normalmaps import decode_normal, detect_normal_convention
+from addon.engine.pipeline import Converter
 
 
 @pytest.fixture(scope="module")

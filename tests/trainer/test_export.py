@@ -106,3 +106,12 @@ def test_export_command_is_registered_with_its_options():
     args = parser.parse_args(["export", "--run", "runs/x", "--out", "models", "--fp16"])
     assert args.run == "runs/x" and args.out == "models" and args.fp16 and args.opset == 17
     assert callable(args.func)
+
+
+def test_the_map_names_have_one_definition_the_engine_and_the_trainer_share():
+    from addon.engine import manifest
+    from trainer import contract
+    from trainer.data import sample
+
+    assert contract.MAP_CHANNELS is manifest.ENGINE_MAPS
+    assert not hasattr(sample, "MAP_NAMES")  # the sample schema uses contract.MAP_CHANNELS itself

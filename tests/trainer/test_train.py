@@ -1,5 +1,6 @@
 """The training loop end to end on procedural data, tiny models and tiny sizes, on the CPU:
 the whole plan in miniature, what each phase trains, gates, and an exact resume after SIGKILL."""
+import argparse
 import json
 import os
 import signal
@@ -229,3 +230,15 @@ def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_p
     # The shipped copy is half precision; the job started from exactly those values.
     assert all(torch.equal(start.weights()[k], v.to(start.weights()[k].dtype)) for k, v in expected.items())
     assert json.loads((second / "run_config.json").read_text())["init_from"] == str(shipped)
+
+
+def test_train_is_an_alias_of_run_with_one_parser():
+    from trainer.__main__ import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert commands.choices["train"] is commands.choices["run"]  # one parser, registered once
+    argv = ["--out", "x", "--synthetic", "2", "--res-scale", "0.5"]
+    run, train = parser.parse_args(["run", *argv]), parser.parse_args(["train", *argv])
+    assert {k: v for k, v in vars(run).items() if k != "command"} == \
+        {k: v for k, v in vars(train).items() if k != "command"}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from addon.engine.pipeline import decode_normal as engine_decode_normal
+from addon.engine import normalmaps
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,13 @@ def normal_from_height(height: np.ndarray, strength: float = 1.0) -> np.ndarray:
 def decode_normal(rgb: np.ndarray, directx: bool) -> np.ndarray:
     """Normal-map pixels in [0,1] -> OpenGL unit vectors; DirectX maps (Skyrim) get their green flipped.
     The add-on's own decoder, so training sees what users' conversions see (BC5 maps get Z rebuilt)."""
-    return engine_decode_normal(rgb, "directx" if directx else "opengl", [])
+    return normalmaps.decode_normal(rgb, "directx" if directx else "opengl", [])
 
 
 def encode_normal(n: np.ndarray, directx: bool) -> np.ndarray:
-    """OpenGL unit vectors -> pixels in [0,1] (flipping green for DirectX files)."""
-    n = n.astype(np.float32).copy()
-    if directx:
-        n[..., 1] = -n[..., 1]
-    return np.clip(n * 0.5 + 0.5, 0.0, 1.0)
+    """OpenGL unit vectors -> float32 pixels in [0,1] (flipping green for DirectX files); the add-on's
+    own encoder."""
+    return normalmaps.encode_normal(np.asarray(n, np.float32), "directx" if directx else "opengl")
 
 
 # ---------------------------------------------------------------- periodic filters

@@ -1,4 +1,4 @@
-"""MatSynth reader: local parquet shards in the Hugging Face schema (or `datasets` streaming, optional).
+"""MatSynth reader: local parquet shards in the Hugging Face schema.
 
 Per material it serves: input diffuse = MatSynth's `diffuse` (the `basecolor` when a row has none),
 input normal (OpenGL, as MatSynth stores it), targets basecolor, roughness, metallic, AO (derived from
@@ -194,15 +194,3 @@ class MatSynthDataset:
         return make_sample(fit(maps["diffuse"]), normal / np.linalg.norm(normal, axis=-1, keepdims=True).clip(1e-6),
                            domain=self.domain, albedo=fit(maps["albedo"]), maps=sample_maps,
                            labels=self.entries[index].labels)
-
-
-def open_streaming(name: str = "gvecchio/MatSynth", split: str = "train"):
-    """A `datasets` streaming iterator over MatSynth, for users who have the package and network.
-    Rows have the same columns as the shards; write them to local shards before training, since
-    training needs random access."""
-    try:
-        import datasets
-    except ImportError as exc:
-        raise DataSourceError("Streaming MatSynth needs the `datasets` package: `pip install datasets`, "
-                              "or download the parquet shards and pass their folder.") from exc
-    return datasets.load_dataset(name, split=split, streaming=True)

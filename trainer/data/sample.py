@@ -22,7 +22,6 @@ from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, labels_vec
 DOMAIN_MATSYNTH = DOMAINS.index("matsynth")
 DOMAIN_SKYRIM = DOMAINS.index("skyrim")
 IMAGE_KEYS = ("diffuse", "normal", "specular", "height_prior", "albedo", "maps", "metallic_mask")
-MAP_NAMES = MAP_CHANNELS
 
 
 def _chw(array: np.ndarray) -> torch.Tensor:
@@ -46,7 +45,7 @@ def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, specula
     valid = dict.fromkeys(VALID_TARGETS, 0.0)
     if albedo is not None:
         valid["albedo"] = 1.0
-    for name in MAP_NAMES:
+    for name in MAP_CHANNELS:
         if maps.get(name) is not None:
             valid[name] = 1.0
     metallic = maps.get("metallic")
@@ -61,7 +60,7 @@ def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, specula
         "specular": _chw(specular_input(specular, h, w)),
         "height_prior": _chw(height_prior(normal)),
         "albedo": _chw(albedo if albedo is not None else np.zeros((h, w, 3), np.float32)),
-        "maps": _chw(np.stack([maps.get(n) if maps.get(n) is not None else zeros for n in MAP_NAMES], -1)),
+        "maps": _chw(np.stack([maps.get(n) if maps.get(n) is not None else zeros for n in MAP_CHANNELS], -1)),
         "metallic_mask": _chw((metallic > METALLIC_MASK_THRESHOLD).astype(np.float32)
                               if metallic is not None else zeros),
         "labels": torch.from_numpy(label_vec),

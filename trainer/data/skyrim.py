@@ -16,6 +16,7 @@ import numpy as np
 
 from addon.engine import naming
 from addon.engine.imageio import read_image
+from trainer.contract import MAP_CHANNELS
 from trainer.data.common import (
     DataReport, as_gray, as_rgb, decode_normal, periodic_resize, unpack_rmaos, wrap_crop,
 )
@@ -182,7 +183,7 @@ class SkyrimDataset:
         normal = fit(m["normal"])
         normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True).clip(1e-6)
         pair = self.pairs[index]
-        maps = {k: fit(m[k]) for k in ("roughness", "metallic", "ao", "height")}
+        maps = {k: fit(m[k]) for k in MAP_CHANNELS}
         return make_sample(fit(m["diffuse"]), normal, domain=self.domain, specular=fit(m["specular"]),
                            albedo=fit(m["albedo"]), maps=maps,
                            labels=None if pair.identity else self.labels_of(index))
