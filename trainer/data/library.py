@@ -36,7 +36,7 @@ from addon.engine import naming
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image, write_png
 from addon.engine.manifest import sha256_of
-from addon.engine.pipeline import detect_normal_convention
+from addon.engine.normalmaps import detect_normal_convention
 from addon.engine.priors import normal_slopes
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
 from trainer.data.matsynth import DataSourceError
