@@ -175,53 +175,72 @@ class ConversionJob:
             self._steps.close()
 
     def _run(self, diffuse, normal, normal_convention):
-        converter, manifest, grid = self._converter, self._converter.manifest, self._grid
-        height, width = grid.height, grid.width
+        """The conversion's stages; each `yield` ends one step() (one tile batch at most)."""
         warnings: list[str] = list(self._input_warnings)
 
-        # Prepare: the OpenGL unit normal (also the result's normal) and the diffuse alpha. While the
-        # models run, the normal (and later the albedo) are kept in half precision: ample for values
-        # in [-1, 1] fed to float32 tiles, and it keeps an 8K set within the 4 GB memory budget.
-        unit_normal = np.zeros((height, width, 3), dtype=np.float16)
-        specular_mask = None  # (H, W) float16 when the normal map's alpha is a specular mask
-        if normal is None:
-            warnings.append("No normal map was given; a flat normal was used, so height and AO carry less detail.")
-            unit_normal[..., 2] = 1.0
-        else:
-            if normal.shape[:2] != (height, width):
-                warnings.append(
-                    f"The normal map is {normal.shape[1]}x{normal.shape[0]} but the diffuse is "
-                    f"{width}x{height}; the normal was resampled to match."
-                )
-                normal = resize_wrap(normal, height, width)
-            if normal.shape[2] == 4 and has_specular_mask(normal[..., 3]):  # the old specular mask (`_n` alpha)
-                specular_mask = normal[..., 3].astype(np.float16)
-            if normal_convention == "auto":
-                crop = normal[:DETECTION_CROP, :DETECTION_CROP]
-                normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
-            rebuild_z = stores_no_z(normal[..., 2])  # decided once for the whole map
-            for top in range(0, height, _DECODE_ROWS):  # in row blocks: no full-size temporaries
-                rows = slice(top, top + _DECODE_ROWS)
-                unit_normal[rows] = decode_normal(normal[rows], normal_convention, warnings, rebuild_z)
+        # Prepare. While the models run, the normal (and later the albedo) are kept in half
+        # precision: ample for values in [-1, 1] fed to float32 tiles, and it keeps an 8K set within
+        # the 4 GB memory budget.
+        unit_normal, specular_mask = self._decode_normal_input(normal, normal_convention, warnings)
         normal = None  # the caller's array is no longer needed by the job
-        prior = height_prior(unit_normal, manifest.prior_max_side)[..., None]
+        prior = height_prior(unit_normal, self._converter.manifest.prior_max_side)[..., None]
         specular = _specular_source(specular_mask)
-        alpha = np.array(diffuse[..., -1], dtype=np.float32) if diffuse.shape[2] in (2, 4) else None
-        colour = diffuse[..., :3] if diffuse.shape[2] >= 3 else np.repeat(diffuse[..., :1], 3, axis=2)
+        alpha, colour = _split_diffuse(diffuse)
         yield
 
-        # (a) albedo over tiles of (diffuse, normal, specular)
-        albedo = np.empty((height, width, 3), dtype=np.float32)
-        albedo_model = self._model("albedo")
-        run = TiledRun(grid, [wrap_source(colour), wrap_source(unit_normal), specular], albedo_model,
-                       albedo, converter.batch_tiles)
-        while not run.step():
-            yield
-        diffuse = colour = run = None
+        albedo = yield from self._tiled_albedo(colour, unit_normal, specular)
+        diffuse = colour = None  # freed before the half-precision copy is made
         albedo = np.clip(albedo, 0.0, 1.0, out=albedo).astype(np.float16)
         yield
 
-        # (b) context: material logits per patch and the metallic logit, from the whole albedo
+        material_scores, condition = self._context(albedo)
+        maps = yield from self._tiled_maps(albedo, unit_normal, condition, specular, prior)
+        self._result = self._assemble(albedo, alpha, unit_normal, maps, material_scores, warnings)
+
+    def _decode_normal_input(self, normal, normal_convention: str, warnings: list):
+        """(the OpenGL unit normal as (H, W, 3) float16 -- also the result's normal, the specular mask
+        as (H, W) float16 or None): the normal map resampled to the diffuse's size if it differs, its
+        convention detected when "auto", decoded a block of rows at a time."""
+        height, width = self._grid.height, self._grid.width
+        unit_normal = np.zeros((height, width, 3), dtype=np.float16)
+        if normal is None:
+            warnings.append("No normal map was given; a flat normal was used, so height and AO carry less detail.")
+            unit_normal[..., 2] = 1.0
+            return unit_normal, None
+        if normal.shape[:2] != (height, width):
+            warnings.append(
+                f"The normal map is {normal.shape[1]}x{normal.shape[0]} but the diffuse is "
+                f"{width}x{height}; the normal was resampled to match."
+            )
+            normal = resize_wrap(normal, height, width)
+        specular_mask = None
+        if normal.shape[2] == 4 and has_specular_mask(normal[..., 3]):  # the old specular mask (`_n` alpha)
+            specular_mask = normal[..., 3].astype(np.float16)
+        if normal_convention == "auto":
+            crop = normal[:DETECTION_CROP, :DETECTION_CROP]
+            normal_convention = detect_normal_convention(decode_normal(crop, "opengl", []), warnings)
+        rebuild_z = stores_no_z(normal[..., 2])  # decided once for the whole map
+        for top in range(0, height, _DECODE_ROWS):  # in row blocks: no full-size temporaries
+            rows = slice(top, top + _DECODE_ROWS)
+            unit_normal[rows] = decode_normal(normal[rows], normal_convention, warnings, rebuild_z)
+        return unit_normal, specular_mask
+
+    def _tiled_albedo(self, colour, unit_normal, specular):
+        """Stage (a), one tile batch per step: UNet-Albedo over tiles of (diffuse, normal, specular);
+        returns the (H, W, 3) float32 albedo, not yet clipped."""
+        converter, grid = self._converter, self._grid
+        albedo = np.empty((grid.height, grid.width, 3), dtype=np.float32)
+        run = TiledRun(grid, [wrap_source(colour), wrap_source(unit_normal), specular], self._model("albedo"),
+                       albedo, converter.batch_tiles)
+        while not run.step():
+            yield
+        return albedo
+
+    def _context(self, albedo):
+        """Stage (b), the context models on the whole albedo: (material_scores as class ->
+        probability, the TileSource of UNet-Maps' condition)."""
+        converter, manifest = self._converter, self._converter.manifest
+        height, width = self._grid.height, self._grid.width
         classifier = converter.session("classifier")
         class_size = _fixed_hw(manifest.model("classifier").inputs["image"]["shape"],
                                manifest.context_max_side["classifier"])
@@ -238,20 +257,24 @@ class ConversionJob:
                            mode="wrap")
         metallic_logit = converter.session("metallic_seg").run(
             {"image": seg_input})["metallic_logits"][0, :, margin:-margin, margin:-margin].transpose(1, 2, 0)
-        condition = _condition_source(manifest, patch_logits, metallic_logit, height, width)
+        return material_scores, _condition_source(manifest, patch_logits, metallic_logit, height, width)
 
-        # (c) maps over tiles of (albedo, normal, condition, specular, height prior)
-        maps = np.empty((height, width, len(manifest.map_channels)), dtype=np.float32)
-        maps_model = self._model("maps")
-        prior_source = _wrap_resampled(prior, height, width)
+    def _tiled_maps(self, albedo, unit_normal, condition, specular, prior):
+        """Stage (c), one tile batch per step: UNet-Maps over tiles of (albedo, normal, condition,
+        specular, height prior); returns the (H, W, len(map_channels)) float32 maps in [0, 1]."""
+        converter, grid = self._converter, self._grid
+        maps = np.empty((grid.height, grid.width, len(converter.manifest.map_channels)), dtype=np.float32)
         run = TiledRun(grid, [wrap_source(albedo), wrap_source(unit_normal), condition, specular,
-                              prior_source], maps_model, maps, converter.batch_tiles)
+                              _wrap_resampled(prior, grid.height, grid.width)], self._model("maps"), maps,
+                       converter.batch_tiles)
         while not run.step():
             yield
-        np.clip(maps, 0.0, 1.0, out=maps)
-        channel = {name: maps[..., i] for i, name in enumerate(manifest.map_channels)}
+        return np.clip(maps, 0.0, 1.0, out=maps)
 
-        self._result = PBRResult(
+    def _assemble(self, albedo, alpha, unit_normal, maps, material_scores: dict, warnings: list) -> PBRResult:
+        converter = self._converter
+        channel = {name: maps[..., i] for i, name in enumerate(converter.manifest.map_channels)}
+        return PBRResult(
             albedo=albedo, alpha=alpha, normal=unit_normal,
             roughness=channel["roughness"], metallic=channel["metallic"], ao=channel["ao"],
             height=channel["height"], material_scores=material_scores,
@@ -324,6 +347,13 @@ def _finite(array: np.ndarray, what: str, warnings: list) -> np.ndarray:
     warnings.append(f"The {what} image has {count} pixel(s) that are not numbers (NaN or infinite); "
                     "they were set to 0 or 1. Re-export it if that looks wrong.")
     return repaired
+
+
+def _split_diffuse(diffuse: np.ndarray) -> tuple:
+    """(alpha as (H, W) float32 or None, colour as (H, W, 3)): grey diffuses repeat their grey."""
+    alpha = np.array(diffuse[..., -1], dtype=np.float32) if diffuse.shape[2] in (2, 4) else None
+    colour = diffuse[..., :3] if diffuse.shape[2] >= 3 else np.repeat(diffuse[..., :1], 3, axis=2)
+    return alpha, colour
 
 
 def _fixed_hw(shape: list, fallback: int) -> tuple:

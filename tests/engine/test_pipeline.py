@@ -1,4 +1,6 @@
 """Converter end to end with the trainer-exported tiny models."""
+import weakref
+
 import numpy as np
 import pytest
 
@@ -105,6 +107,23 @@ def test_step_api_runs_to_the_same_result_as_convert(converter):
     direct = converter.convert(diffuse, normal, "opengl")
     assert job.progress == 1.0
     assert np.array_equal(job.result.albedo, direct.albedo) and np.array_equal(job.result.height, direct.height)
+
+
+def test_a_job_lets_go_of_the_callers_images_once_their_stage_is_done(converter):
+    # The 4 GB budget of an 8K set counts on this: the normal goes after the prepare step, the
+    # diffuse once the albedo tiles are done, both long before the maps tiles.
+    diffuse, normal = _tileable(150, 150, 4), _height_field_normal(150, 150)
+    diffuse_alive, normal_alive = weakref.ref(diffuse), weakref.ref(normal)
+    job = converter.start(diffuse, normal, "opengl")
+    del diffuse, normal
+    job.step()
+    assert normal_alive() is None and diffuse_alive() is not None
+    while diffuse_alive() is not None and not job.done:
+        job.step()
+    assert not job.done and diffuse_alive() is None
+    while not job.done:
+        job.step()
+    assert job.result.alpha.shape == (150, 150)
 
 
 def test_output_tiles_without_a_seam(converter):
