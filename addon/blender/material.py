@@ -13,6 +13,7 @@ With `relative`, image paths are stored relative to the saved .blend (`//...`), 
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import bpy
@@ -45,60 +46,88 @@ def build_material(name: str, image_paths: dict[str, Path], *, height_midlevel: 
     if unknown:
         raise ValueError(f"unknown map names: {sorted(unknown)}")
 
+    material = _new_material(name)
+    tree = material.node_tree
+    shader, output = _shader_and_output(tree)
+    image_node = _image_column(tree, image_paths, pack=pack, relative=relative)
+    # Image rows top to bottom in this order.
+    if "albedo" in image_paths:
+        _wire_albedo(tree, image_node("albedo"), shader)
+    for map_name, socket in (("roughness", "Roughness"), ("metallic", "Metallic")):
+        if map_name in image_paths:
+            tree.links.new(image_node(map_name).outputs["Color"], shader.inputs[socket])
+    if "normal" in image_paths:
+        _wire_normal(tree, image_node("normal"), shader)
+    if "height" in image_paths:
+        _wire_height(tree, image_node("height"), output, height_midlevel)
+    if "ao" in image_paths:
+        _wire_ao(tree, image_node("ao"))
+    return material
+
+
+def _new_material(name: str) -> bpy.types.Material:
+    """A new material with an empty node tree, displacement as bump."""
     material = bpy.data.materials.new(name)
     if material.node_tree is None:  # Blender 4.x: new materials have no node tree until use_nodes
         material.use_nodes = True
     material.displacement_method = 'BUMP'
-    tree = material.node_tree
-    tree.nodes.clear()
+    material.node_tree.nodes.clear()
+    return material
 
+
+def _shader_and_output(tree) -> tuple:
+    """(Principled BSDF, Material Output), the shader linked to the output's Surface."""
     shader = tree.nodes.new("ShaderNodeBsdfPrincipled")
     shader.location = (_X_SHADER, 0)
     output = tree.nodes.new("ShaderNodeOutputMaterial")
     output.location = (_X_OUTPUT, 0)
     tree.links.new(shader.outputs["BSDF"], output.inputs["Surface"])
+    return shader, output
 
-    row = 0
+
+def _image_column(tree, image_paths: dict[str, Path], *, pack: bool, relative: bool):
+    """A function map name -> a new Image Texture node of that map, each call one row further down."""
+    rows = itertools.count()
 
     def image_node(map_name: str) -> bpy.types.ShaderNodeTexImage:
-        nonlocal row
         node = tree.nodes.new("ShaderNodeTexImage")
         node.image = _load_image(image_paths[map_name], is_data=map_name in DATA_MAPS, pack=pack, relative=relative)
         node.label = MAP_LABELS[map_name]
-        node.location = (_X_IMAGES, -row * _ROW)
-        row += 1
+        node.location = (_X_IMAGES, -next(rows) * _ROW)
         return node
 
-    if "albedo" in image_paths:
-        albedo = image_node("albedo")
-        tree.links.new(albedo.outputs["Color"], shader.inputs["Base Color"])
-        if _has_alpha(albedo.image):
-            tree.links.new(albedo.outputs["Alpha"], shader.inputs["Alpha"])
-    for map_name, socket in (("roughness", "Roughness"), ("metallic", "Metallic")):
-        if map_name in image_paths:
-            tree.links.new(image_node(map_name).outputs["Color"], shader.inputs[socket])
-    if "normal" in image_paths:
-        normal_image = image_node("normal")
-        normal_map = tree.nodes.new("ShaderNodeNormalMap")
-        normal_map.space = 'TANGENT'
-        normal_map.location = (_X_HELPERS, normal_image.location.y)
-        tree.links.new(normal_image.outputs["Color"], normal_map.inputs["Color"])
-        tree.links.new(normal_map.outputs["Normal"], shader.inputs["Normal"])
-    if "height" in image_paths:
-        height_image = image_node("height")
-        displacement = tree.nodes.new("ShaderNodeDisplacement")
-        displacement.inputs["Midlevel"].default_value = height_midlevel
-        displacement.inputs["Scale"].default_value = HEIGHT_SCALE
-        displacement.location = (_X_OUTPUT - 250, -2 * _ROW)
-        tree.links.new(height_image.outputs["Color"], displacement.inputs["Height"])
-        tree.links.new(displacement.outputs["Displacement"], output.inputs["Displacement"])
-    if "ao" in image_paths:
-        ao_image = image_node("ao")
-        group_node = tree.nodes.new("ShaderNodeGroup")
-        group_node.node_tree = gltf_output_group()
-        group_node.location = (_X_OUTPUT, -3 * _ROW)
-        tree.links.new(ao_image.outputs["Color"], group_node.inputs[GLTF_OCCLUSION])
-    return material
+    return image_node
+
+
+def _wire_albedo(tree, albedo, shader) -> None:
+    tree.links.new(albedo.outputs["Color"], shader.inputs["Base Color"])
+    if _has_alpha(albedo.image):
+        tree.links.new(albedo.outputs["Alpha"], shader.inputs["Alpha"])
+
+
+def _wire_normal(tree, normal_image, shader) -> None:
+    normal_map = tree.nodes.new("ShaderNodeNormalMap")
+    normal_map.space = 'TANGENT'
+    normal_map.location = (_X_HELPERS, normal_image.location.y)
+    tree.links.new(normal_image.outputs["Color"], normal_map.inputs["Color"])
+    tree.links.new(normal_map.outputs["Normal"], shader.inputs["Normal"])
+
+
+def _wire_height(tree, height_image, output, height_midlevel: float) -> None:
+    displacement = tree.nodes.new("ShaderNodeDisplacement")
+    displacement.inputs["Midlevel"].default_value = height_midlevel
+    displacement.inputs["Scale"].default_value = HEIGHT_SCALE
+    displacement.location = (_X_OUTPUT - 250, -2 * _ROW)
+    tree.links.new(height_image.outputs["Color"], displacement.inputs["Height"])
+    tree.links.new(displacement.outputs["Displacement"], output.inputs["Displacement"])
+
+
+def _wire_ao(tree, ao_image) -> None:
+    """AO -> Occlusion of the glTF Material Output group (Principled BSDF has no AO input)."""
+    group_node = tree.nodes.new("ShaderNodeGroup")
+    group_node.node_tree = gltf_output_group()
+    group_node.location = (_X_OUTPUT, -3 * _ROW)
+    tree.links.new(ao_image.outputs["Color"], group_node.inputs[GLTF_OCCLUSION])
 
 
 def gltf_output_group() -> bpy.types.ShaderNodeTree:

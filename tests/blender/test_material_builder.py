@@ -55,3 +55,26 @@ def test_the_height_midlevel_given_reaches_the_displacement_node(bpy, empty_scen
     displacement = output.inputs["Displacement"].links[0].from_node
     assert displacement.type == 'DISPLACEMENT'
     assert displacement.inputs["Midlevel"].default_value == pytest.approx(midlevel)
+
+
+@pytest.mark.parametrize("names", [("albedo", "roughness", "metallic", "normal", "height", "ao"),
+                                   ("metallic", "height"), ("normal",)])
+def test_each_map_gets_the_next_image_row_and_reaches_its_socket(bpy, empty_scene, tmp_path, names):
+    from addon.blender.material import _ROW, GLTF_OCCLUSION, MAP_LABELS, build_material
+
+    all_maps = _maps(tmp_path, albedo_alpha=False)
+    material = build_material("Rows", {name: all_maps[name] for name in names}, height_midlevel=0.5)
+    images = {n.label: n for n in material.node_tree.nodes if n.type == 'TEX_IMAGE'}
+    assert list(images) == [MAP_LABELS[name] for name in names]
+    # One image per row, top to bottom in the order albedo, roughness, metallic, normal, height, ao.
+    assert [round(n.location.y) for n in images.values()] == [-row * _ROW for row in range(len(names))]
+    sockets = {"albedo": "Base Color", "roughness": "Roughness", "metallic": "Metallic", "normal": "Color",
+               "height": "Height", "ao": GLTF_OCCLUSION}
+    for name in names:
+        (link,) = images[MAP_LABELS[name]].outputs["Color"].links
+        assert link.to_socket.name == sockets[name]
+    if "normal" in names:
+        normal_map = images[MAP_LABELS["normal"]].outputs["Color"].links[0].to_node
+        assert normal_map.type == 'NORMAL_MAP' and normal_map.space == 'TANGENT'
+        assert normal_map.location.y == images[MAP_LABELS["normal"]].location.y
+        assert normal_map.outputs["Normal"].links[0].to_socket.name == "Normal"
