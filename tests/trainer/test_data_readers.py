@@ -8,10 +8,11 @@ from PIL import Image
 
 from addon.engine.errors import ImageReadError
 from addon.engine.imageio import encode_png
+from addon.engine.tiling import resize_wrap
 from trainer import contract
 from trainer.data import synth
 from trainer.data.common import (
-    DataReport, decode_normal, encode_normal, pack_rmaos, unpack_rmaos,
+    DataReport, decode_normal, encode_normal, pack_rmaos, periodic_resize, unpack_rmaos,
 )
 from trainer.data.matsynth import DataSourceError, MatSynthDataset
 from trainer.data.skyrim import SkyrimDataset, find_pairs
@@ -116,6 +117,18 @@ def test_rmaos_round_trip_through_a_png(tmp_path):
     for name, value in (("roughness", r), ("metallic", m), ("ao", a), ("specular", s)):
         np.testing.assert_allclose(maps[name], value, atol=0.5 / 255 + 1e-6)
     assert unpack_rmaos(np.zeros((2, 2, 3), np.float32))["specular"].min() == 1.0
+
+
+def test_periodic_resize_is_the_engines_wrap_resize_after_its_box_halvings():
+    rng = np.random.default_rng(4)
+    image = rng.random((24, 20, 3), dtype=np.float32)
+    for size in ((40, 30), (24, 33), (13, 20)):  # no halving: exactly the add-on's resize
+        assert np.array_equal(periodic_resize(image, *size), resize_wrap(image, *size)), size
+    grey = image[..., 0]
+    assert np.array_equal(periodic_resize(grey, 40, 30), resize_wrap(grey[..., None], 40, 30)[..., 0])
+    # Shrinking by 4: two box halvings, so each pixel is the mean of 4x4 (bilinear alone would alias).
+    big = rng.random((64, 48), dtype=np.float32)
+    assert np.allclose(periodic_resize(big, 16, 12), big.reshape(16, 4, 12, 4).mean(axis=(1, 3)))
 
 
 def test_skyrim_pairs_by_relative_path_and_reads_targets(tmp_path, materials):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from addon.engine import normalmaps
+from addon.engine.tiling import resize_wrap
 from trainer import contract
 
 log = logging.getLogger(__name__)
@@ -115,31 +116,19 @@ def _box_halve(image: np.ndarray) -> np.ndarray:
     return image.reshape(h // 2, 2, w // 2, 2, *image.shape[2:]).mean(axis=(1, 3))
 
 
-def _wrap_linear(image: np.ndarray, size: int, axis: int) -> np.ndarray:
-    """Linear resampling along one axis with pixel-centre alignment and wrap-around neighbours."""
-    n = image.shape[axis]
-    pos = (np.arange(size) + 0.5) * (n / size) - 0.5
-    lo = np.floor(pos).astype(np.int64)
-    frac = (pos - lo).astype(np.float32)
-    a = np.take(image, lo % n, axis=axis)
-    b = np.take(image, (lo + 1) % n, axis=axis)
-    shape = [1] * image.ndim
-    shape[axis] = size
-    frac = frac.reshape(shape)
-    return a * (1 - frac) + b * frac
-
-
 def periodic_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a tileable image so that it stays tileable: 2x box reductions while the image is at least
-    twice the target (no aliasing), then linear resampling whose neighbours wrap around."""
+    """Resize a tileable HxW[xC] image so that it stays tileable: 2x box reductions while the image is at
+    least twice the target (no aliasing), then the engine's bilinear wrap-around resize.
+
+    The box reductions are on purpose trainer-only: training sources shrink by large factors (4K to a
+    crop), while the engine resamples only a normal map to its diffuse's size and must stay as it is."""
     image = image.astype(np.float32)
     while (image.shape[0] >= 2 * height and image.shape[1] >= 2 * width
            and image.shape[0] % 2 == 0 and image.shape[1] % 2 == 0):
         image = _box_halve(image)
-    if image.shape[0] != height:
-        image = _wrap_linear(image, height, 0)
-    if image.shape[1] != width:
-        image = _wrap_linear(image, width, 1)
+    if image.shape[:2] != (height, width):
+        planes = image if image.ndim == 3 else image[..., None]
+        image = resize_wrap(planes, height, width).reshape(height, width, *image.shape[2:])
     return image.astype(np.float32)
 
 
