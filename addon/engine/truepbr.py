@@ -61,9 +61,25 @@ def normal_rgba(result) -> np.ndarray:
     return _to_uint8(np.dstack([directx, opaque]))
 
 
+def pack_rmaos(roughness, metallic, ao, specular=None) -> np.ndarray:
+    """The `_rmaos` layout, (H, W, 4) float32 in [0, 1]: R roughness, G metallic, B AO, A specular
+    (RMAOS_SPECULAR when not given). The one definition of the channel order: the trainer's procedural
+    sets and readers use it too."""
+    if specular is None:
+        specular = np.full(np.shape(roughness), RMAOS_SPECULAR, np.float32)
+    return np.stack([roughness, metallic, ao, specular], axis=-1).astype(np.float32)
+
+
+def unpack_rmaos(rmaos: np.ndarray) -> dict[str, np.ndarray]:
+    """The inverse of pack_rmaos; a file without alpha gives specular RMAOS_SPECULAR (the shader's default)."""
+    if rmaos.ndim == 2 or rmaos.shape[-1] < 3:
+        raise ValueError("an _rmaos map needs at least three channels")
+    specular = rmaos[..., 3] if rmaos.shape[-1] > 3 else np.full(rmaos.shape[:2], RMAOS_SPECULAR, np.float32)
+    return {"roughness": rmaos[..., 0], "metallic": rmaos[..., 1], "ao": rmaos[..., 2], "specular": specular}
+
+
 def rmaos_rgba(result) -> np.ndarray:
-    specular = np.full(result.roughness.shape, RMAOS_SPECULAR, np.float32)
-    return _to_uint8(np.dstack([result.roughness, result.metallic, result.ao, specular]))
+    return _to_uint8(pack_rmaos(result.roughness, result.metallic, result.ao))
 
 
 def centred_height(height: np.ndarray) -> np.ndarray:

@@ -151,3 +151,16 @@ def test_glow_is_carried_as_srgb_bc7_with_mips_and_a_locked_normal_writes_no_n(t
     assert (layout.dxgi, layout.width, layout.height, layout.mip_count) == (99, 16, 32, dds.mip_count(16, 32))
     assert np.abs(pixels[..., :3] - _as_uint8(glow)).max() <= 8
     assert not (tmp_path / "textures/pbr/dungeons/lamp_n.dds").exists()
+
+
+def test_the_trainer_reads_back_the_rmaos_layout_the_engine_writes():
+    # One channel layout for both sides: the Skyrim reader unpacks `_rmaos` files the add-on wrote.
+    result = make_result(SIZE)
+    stored = truepbr.rmaos_rgba(result).astype(np.float32) / 255.0
+    maps = truepbr.unpack_rmaos(stored)
+    for name in ("roughness", "metallic", "ao"):
+        assert np.abs(maps[name] - getattr(result, name)).max() <= 0.5 / 255 + 1e-6, name
+    assert np.all(maps["specular"] == truepbr.RMAOS_SPECULAR)
+    assert np.all(truepbr.unpack_rmaos(stored[..., :3])["specular"] == truepbr.RMAOS_SPECULAR)
+    from trainer.data import skyrim, synth
+    assert skyrim.unpack_rmaos is truepbr.unpack_rmaos and synth.pack_rmaos is truepbr.pack_rmaos

@@ -9,11 +9,10 @@ from PIL import Image
 from addon.engine.errors import ImageReadError
 from addon.engine.imageio import encode_png
 from addon.engine.tiling import resize_wrap
+from addon.engine.truepbr import pack_rmaos, unpack_rmaos
 from trainer import contract
 from trainer.data import synth
-from trainer.data.common import (
-    DataReport, decode_normal, encode_normal, pack_rmaos, periodic_resize, unpack_rmaos,
-)
+from trainer.data.common import DataReport, decode_normal, encode_normal, periodic_resize
 from trainer.data.matsynth import DataSourceError, MatSynthDataset
 from trainer.data.skyrim import SkyrimDataset, find_pairs
 

@@ -5,10 +5,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from addon.engine.imageio import read_image
+from addon.engine.truepbr import unpack_rmaos
 from trainer import contract
 from trainer.data import synth
 from trainer.data.degrade import bc_roundtrip
-from trainer.data.common import ao_from_height, decode_normal, normal_from_height, unpack_rmaos
+from trainer.data.common import ao_from_height, decode_normal, normal_from_height
 
 SIZE = 64
 

@@ -145,23 +145,6 @@ def wrap_crop(image: np.ndarray, top: int, left: int, height: int, width: int) -
     return _wrap_take(_wrap_take(image, top, height, 0), left, width, 1)
 
 
-# ---------------------------------------------------------------- Community Shaders _rmaos
-
-def pack_rmaos(roughness, metallic, ao, specular=None) -> np.ndarray:
-    """HxWx4 in [0,1]: R roughness, G metallic, B AO, A specular. Specular defaults to 1, the neutral
-    value patchers write (True PBR multiplies A by the NIF's specular level)."""
-    specular = np.ones_like(roughness) if specular is None else specular
-    return np.stack([roughness, metallic, ao, specular], axis=-1).astype(np.float32)
-
-
-def unpack_rmaos(rmaos: np.ndarray) -> dict[str, np.ndarray]:
-    """The inverse of pack_rmaos; a file without alpha gives specular 1 (the shader's default)."""
-    if rmaos.ndim == 2 or rmaos.shape[-1] < 3:
-        raise ValueError("an _rmaos map needs at least three channels")
-    specular = rmaos[..., 3] if rmaos.shape[-1] > 3 else np.ones(rmaos.shape[:2], np.float32)
-    return {"roughness": rmaos[..., 0], "metallic": rmaos[..., 1], "ao": rmaos[..., 2], "specular": specular}
-
-
 def as_rgb(image: np.ndarray) -> np.ndarray:
     """Any 1..4-channel image -> HxWx3 (grey is repeated, alpha dropped)."""
     if image.ndim == 2:

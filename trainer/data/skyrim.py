@@ -16,9 +16,10 @@ import numpy as np
 
 from addon.engine import naming
 from addon.engine.imageio import read_image
+from addon.engine.truepbr import unpack_rmaos
 from trainer.contract import MAP_CHANNELS
 from trainer.data.common import (
-    DataReport, as_gray, as_rgb, decode_normal, periodic_resize, unpack_rmaos, wrap_crop,
+    DataReport, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
 )
 from trainer.data.matsynth import DataSourceError
 from trainer.data.sample import DOMAIN_SKYRIM, make_sample

@@ -19,10 +19,9 @@ import numpy as np
 
 from addon.engine.colour import linear_to_srgb, srgb_to_linear
 from addon.engine.imageio import encode_png
+from addon.engine.truepbr import pack_rmaos
 from trainer import contract
-from trainer.data.common import (
-    ao_from_height, encode_normal, normal_from_height, pack_rmaos,
-)
+from trainer.data.common import ao_from_height, encode_normal, normal_from_height
 from trainer.data.degrade import bc_roundtrip, key_light, lambert, sheen
 
 CATEGORIES = contract.MATERIAL_CLASSES
