@@ -115,6 +115,8 @@ def discover(input_dir: str | os.PathLike, exclude=None, recursive: bool = True
     ignored: list[tuple[Path, dict]] = []
     chosen: dict[str, TextureSet] = {}
 
+    # Not naming.diffuses_under (the trainer's data folders): a mod also has textures/ roots, textures/pbr/
+    # outputs, vendor sets, same-name files in several formats and folders to exclude.
     roots = textures_roots(input_dir) if recursive else [input_dir]
     walks = ((root, entry) for root in roots for entry in os.walk(root))
     for root, (folder, subfolders, files) in walks:

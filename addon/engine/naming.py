@@ -129,6 +129,22 @@ def is_conversion_input(path: str | PurePath) -> bool:
     return role_of(path) == "diffuse"
 
 
+def diffuses_under(root: str | Path) -> list[tuple[Path, str]]:
+    """Every diffuse texture file under `root` (any depth, sorted) by its Skyrim suffix alone, with its
+    set key: the folder under root and the base name without suffix, forward slashes
+    ('architecture/wood01' for architecture/wood01_d.dds). The rule of the trainer's data folders
+    (trainer.data.skyrim, trainer.data.preflight); a mod folder's batch discovery (batch.discover)
+    adds the rules of a mod's layout on top: textures/ roots, textures/pbr/, vendor sets, one file per name.
+    """
+    root = Path(root)
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and is_texture_file(path) and role_of(path) == "diffuse":
+            base, _suffix = split_suffix(path.stem)
+            found.append((path, (path.parent.relative_to(root) / base).as_posix()))
+    return found
+
+
 def words_of(name: str | PurePath) -> list[str]:
     """The lower-case words of a file name: split on separators, CamelCase, resolutions and digits.
 

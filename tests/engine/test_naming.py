@@ -238,3 +238,16 @@ def test_find_normal_for_finds_a_dx_only_normal_and_vendor_resolutions(tmp_path)
     assert naming.find_normal_for(tmp_path / "wood_diffuse.png") == tmp_path / "wood_nor_dx.png"
     assert naming.find_normal_for(tmp_path / "MetalPlates001_1K_Color.png") == \
         tmp_path / "MetalPlates001_1K_NormalDX.png"
+
+
+def test_diffuses_under_finds_each_diffuse_by_suffix_with_its_set_key(tmp_path):
+    for name in ("b/Wood01_d.DDS", "b/Wood01_n.dds", "b/Wood01_rmaos.png", "a/stone.tga", "a/stone_N.tga",
+                 "top.png", "notes.txt", "c/deep/Iron.png", "c/deep/Iron_g.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "d.png").mkdir()  # a folder with an image's name is not a file
+    found = naming.diffuses_under(tmp_path)
+    assert [(p.relative_to(tmp_path).as_posix(), key) for p, key in found] == [
+        ("a/stone.tga", "a/stone"), ("b/Wood01_d.DDS", "b/Wood01"), ("c/deep/Iron.png", "c/deep/Iron"),
+        ("top.png", "top"),
+    ]

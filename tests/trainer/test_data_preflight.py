@@ -142,3 +142,18 @@ def test_excluded_materials_are_not_trained_on(tmp_path):
 def test_preflight_without_the_layout_is_a_user_error(tmp_path):
     with pytest.raises(preflight.DataSourceError, match="inputs"):
         preflight.audit_black_diffuse(tmp_path)
+
+
+def test_black_diffuse_keys_are_the_keys_the_skyrim_reader_gives_the_same_diffuses(tmp_path):
+    # preflight.json marks materials by key; the reader must find them under the same key.
+    from trainer.data.skyrim import find_pairs
+
+    black = np.zeros((8, 8, 3), np.uint8)
+    (tmp_path / "inputs" / "a" / "b").mkdir(parents=True)
+    Image.fromarray(black).save(tmp_path / "inputs" / "a" / "Wall_d.png")
+    Image.fromarray(np.full((8, 8, 3), 128, np.uint8)).save(tmp_path / "inputs" / "a" / "Wall_n.png")
+    _plant(tmp_path / "inputs" / "a" / "b", "floor", black)
+    Image.fromarray(black).save(tmp_path / "inputs" / "lonely.png")  # no normal: audited, not paired
+    audited = {d.key for d in preflight.audit_black_diffuse(tmp_path)}
+    paired = {p.key for p in find_pairs(tmp_path / "inputs")}
+    assert paired == {"a/Wall", "a/b/floor"} and audited == paired | {"lonely"}

@@ -168,11 +168,9 @@ def audit_black_diffuse(root, apply: bool = False) -> list[Decision]:
     root = Path(root)
     inputs = _check_layout(root)
     decisions = []
-    for path in sorted(inputs.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in naming.TEXTURE_EXTENSIONS or naming.role_of(path) != "diffuse":
-            continue
+    # Every diffuse, with or without a normal: a black one is worth a decision even when find_pairs skips it.
+    for path, key in naming.diffuses_under(inputs):
         base = naming.split_suffix(path.stem)[0]
-        key = (path.parent.relative_to(inputs) / base).as_posix()
         if path.stat().st_size == 0 or not any(path.read_bytes()):
             decisions.append(Decision(key, str(path), "excluded", "the file is empty (every byte is zero)"))
             continue

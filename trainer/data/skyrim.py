@@ -58,18 +58,15 @@ def find_pairs(inputs_root, targets_root=None, report: DataReport | None = None)
     inputs_root = Path(inputs_root)
     report = report if report is not None else DataReport()
     pairs = []
-    for path in sorted(inputs_root.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in naming.TEXTURE_EXTENSIONS:
-            continue
+    for path, key in naming.diffuses_under(inputs_root):
         relative = path.relative_to(inputs_root)
-        if relative.parts and relative.parts[0] in _MANAGED_DIRS or naming.role_of(path) != "diffuse":
+        if relative.parts[0] in _MANAGED_DIRS:
             continue
         normal = naming.find_normal_for(path)
         if normal is None:
             report.skip(path, "no _n normal map beside the diffuse")
             continue
         base, _ = naming.split_suffix(path.stem)
-        key = (relative.parent / base).as_posix()
         targets = {}
         if targets_root is not None:
             folder = Path(targets_root) / relative.parent
