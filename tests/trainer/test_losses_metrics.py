@@ -125,6 +125,48 @@ def test_torch_ggx_matches_the_addon_numpy_ggx():
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
 
 
+def _reference_ssim(pred: np.ndarray, target: np.ndarray, window: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """Wang et al. 2004 SSIM written out window by window (no convolution): a Gaussian window of
+    `sigma`, C1 = 0.01^2, C2 = 0.03^2 (data range 1), the mean over channels and every position where
+    the window fits inside the image. pred, target: (N, C, H, W) float64 -> (N,)."""
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    offsets = np.arange(window) - (window - 1) / 2
+    weights = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma ** 2))
+    weights /= weights.sum()
+    n, c, h, w = pred.shape
+    scores = np.zeros(n)
+    for i in range(n):
+        values = []
+        for ch in range(c):
+            for top in range(h - window + 1):
+                for left in range(w - window + 1):
+                    p = pred[i, ch, top:top + window, left:left + window]
+                    t = target[i, ch, top:top + window, left:left + window]
+                    mu_p, mu_t = (weights * p).sum(), (weights * t).sum()
+                    var_p = (weights * (p - mu_p) ** 2).sum()
+                    var_t = (weights * (t - mu_t) ** 2).sum()
+                    cov = (weights * (p - mu_p) * (t - mu_t)).sum()
+                    values.append((2 * mu_p * mu_t + c1) * (2 * cov + c2)
+                                  / ((mu_p ** 2 + mu_t ** 2 + c1) * (var_p + var_t + c2)))
+        scores[i] = np.mean(values)
+    return scores
+
+
+def test_ssim_matches_a_window_by_window_reference():
+    rng = np.random.default_rng(5)
+    target = rng.random((3, 2, 19, 23))
+    # Three kinds of damage: noise, a darker copy, a blurred (shifted-mean) copy; plus an unrelated image.
+    pred = np.stack([np.clip(target[0] + rng.normal(0, 0.1, target[0].shape), 0, 1), target[1] * 0.6 + 0.1,
+                     (target[2] + np.roll(target[2], 1, axis=-1) + np.roll(target[2], 1, axis=-2)) / 3])
+    ours = ssim(torch.from_numpy(pred), torch.from_numpy(target)).numpy()
+    expected = _reference_ssim(pred, target)
+    np.testing.assert_allclose(ours, expected, rtol=1e-9, atol=1e-9)
+    assert np.all((expected > 0.05) & (expected < 0.95))  # informative values, not the trivial 1 or 0
+    unrelated = rng.random((1, 1, 15, 15))
+    assert ssim(torch.from_numpy(unrelated), torch.from_numpy(target[:1, :1, :15, :15])).item() == \
+        pytest.approx(_reference_ssim(unrelated, target[:1, :1, :15, :15])[0], abs=1e-9)
+
+
 def test_ssim_iou_and_mean_ap_on_known_cases():
     x = torch.rand(2, 1, 32, 32)
     assert torch.allclose(ssim(x, x), torch.ones(2))
