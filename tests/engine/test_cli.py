@@ -10,13 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(*args, home):
-    env = {**os.environ, "HOME": str(home)}  # bpy must not touch the user's Blender config
-    return subprocess.run([sys.executable, "-m", "addon.cli", *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+from .helpers import REPO_ROOT, run_cli
 
 
 @pytest.fixture
@@ -37,7 +31,7 @@ def _bit_depth(path):
 
 def test_convert_one_texture_writes_the_png_set(textures, tmp_path, tiny_models_dir):
     out = tmp_path / "out"
-    run = _run("convert", "--input", textures / "wall.png", "--output", out, "--models", tiny_models_dir,
+    run = run_cli("convert", "--input", textures / "wall.png", "--output", out, "--models", tiny_models_dir,
                "--provider", "cpu", "--tile", "64", "--overlap", "16", "--no-blend", home=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
@@ -52,7 +46,7 @@ def test_folder_with_a_corrupt_file_reports_it_converts_the_rest_and_exits_1(tex
     (textures / "broken.dds").write_bytes(b"DDS " + bytes(60))
     before = {p.name: p.read_bytes() for p in textures.iterdir()}
     out = tmp_path / "out"
-    run = _run("convert", "--input", textures, "--output", out, "--models", tiny_models_dir,
+    run = run_cli("convert", "--input", textures, "--output", out, "--models", tiny_models_dir,
                "--provider", "cpu", "--tile", "64", "--overlap", "16", home=tmp_path)
     assert run.returncode == 1
     failed = [line for line in run.stdout.splitlines() if line.startswith("FAILED")]
@@ -66,7 +60,7 @@ def test_folder_with_a_corrupt_file_reports_it_converts_the_rest_and_exits_1(tex
 
 
 def test_missing_models_folder_is_one_failure_line(textures, tmp_path):
-    run = _run("convert", "--input", textures / "rock.tga", "--output", tmp_path / "out",
+    run = run_cli("convert", "--input", textures / "rock.tga", "--output", tmp_path / "out",
                "--models", tmp_path / "nowhere", "--no-blend", home=tmp_path)
     assert run.returncode == 2  # nothing could start
     assert run.stdout.splitlines()[0].startswith("FAILED") and "manifest.json" in run.stdout
@@ -92,8 +86,8 @@ def test_a_nan_pixel_is_repaired_so_the_maps_equal_those_of_the_repaired_image(t
     values[10, 20] = np.nan
     Image.fromarray(values, mode="F").save(source / "nan.tif")
     common = ("--models", tiny_models_dir, "--provider", "cpu", "--tile", "64", "--overlap", "16", "--no-blend")
-    clean = _run("convert", "--input", source / "clean.tif", "--output", tmp_path / "clean", *common, home=tmp_path)
-    repaired = _run("convert", "--input", source / "nan.tif", "--output", tmp_path / "nan", *common, home=tmp_path)
+    clean = run_cli("convert", "--input", source / "clean.tif", "--output", tmp_path / "clean", *common, home=tmp_path)
+    repaired = run_cli("convert", "--input", source / "nan.tif", "--output", tmp_path / "nan", *common, home=tmp_path)
     assert clean.returncode == repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "warning: The diffuse image has 1 pixel(s) that are not numbers" in repaired.stdout
     for role in ("albedo", "roughness", "metallic", "ao", "height", "normal"):

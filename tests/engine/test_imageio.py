@@ -1,6 +1,5 @@
 """read_image / write_png on files the tests write themselves (PNG, TGA, JPG, BMP, TIFF, DDS)."""
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -13,31 +12,14 @@ from PIL import Image
 from addon.engine.errors import ImageReadError
 from addon.engine.imageio import read_image, write_atomically, write_png
 
+from .helpers import dx10_dds, signed_bc5_dds
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _pattern(height, width, channels, seed=0):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(height, width, channels), dtype=np.uint8)
-
-
-def _dx10_dds(payload: bytes, width: int, height: int, dxgi_format: int) -> bytes:
-    """A minimal DDS with a DX10 header around one mip level (what the game and our writer emit)."""
-    flags = 0x1 | 0x2 | 0x4 | 0x1000  # CAPS | HEIGHT | WIDTH | PIXELFORMAT
-    pixel_format = struct.pack("<II4s5I", 32, 0x4, b"DX10", 0, 0, 0, 0, 0)
-    header = struct.pack("<7I", 124, flags, height, width, len(payload), 0, 1) + b"\0" * 44 \
-        + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
-    dx10 = struct.pack("<5I", dxgi_format, 3, 0, 1, 0)  # TEXTURE2D, one array slice
-    return b"DDS " + header + dx10 + payload
-
-
-def signed_bc5_dds(block_xy: np.ndarray) -> bytes:
-    """A BC5_SNORM DDS (DXGI 84) whose every 4x4 block holds one normal's X, Y (from (rows, cols, 2)
-    values in [-1, 1]): each BC4 half stores that signed byte as both endpoints, indices 0."""
-    rows, cols = block_xy.shape[:2]
-    signed = np.rint(np.clip(block_xy, -1, 1) * 127).astype(np.int8)
-    payload = b"".join(struct.pack("<bb6xbb6x", x, x, y, y) for x, y in signed.reshape(-1, 2))
-    return _dx10_dds(payload, cols * 4, rows * 4, 84)
 
 
 def test_signed_bc5_normals_decode_to_the_stored_vector_with_z_rebuilt():
@@ -167,7 +149,7 @@ def test_bc7_dds_from_etcpak_decodes_close_to_source(tmp_path):
     pixels[..., 3] = 255
     payload = etcpak.compress_bc7(pixels.tobytes(), 16, 8)
     path = tmp_path / "bc7.dds"
-    path.write_bytes(_dx10_dds(payload, 16, 8, dxgi_format=98))
+    path.write_bytes(dx10_dds(payload, 16, 8, dxgi_format=98))
     read = read_image(path)
     assert read.shape == (8, 16, 4)
     assert np.abs(read * 255 - pixels).max() <= 8
@@ -178,7 +160,7 @@ def test_bc1_srgb_dds_is_decoded_without_pillow(tmp_path):
     pixels = np.zeros((8, 8, 4), dtype=np.uint8)
     pixels[..., 0], pixels[..., 2], pixels[..., 3] = 255, 0, 255  # pure red survives BC1 exactly
     path = tmp_path / "bc1srgb.dds"
-    path.write_bytes(_dx10_dds(etcpak.compress_bc1(pixels.tobytes(), 8, 8), 8, 8, dxgi_format=72))
+    path.write_bytes(dx10_dds(etcpak.compress_bc1(pixels.tobytes(), 8, 8), 8, 8, dxgi_format=72))
     with pytest.raises(NotImplementedError):
         Image.open(path).load()
     read = read_image(path)
@@ -190,7 +172,7 @@ def test_bgra8_dds_is_reordered_to_rgba(tmp_path):
     pixels = _pattern(4, 5, 4)
     bgra = pixels[..., [2, 1, 0, 3]].tobytes()
     path = tmp_path / "bgra.dds"
-    path.write_bytes(_dx10_dds(bgra, 5, 4, dxgi_format=87))
+    path.write_bytes(dx10_dds(bgra, 5, 4, dxgi_format=87))
     assert np.array_equal(np.rint(read_image(path) * 255).astype(np.uint8), pixels)
 
 
@@ -199,7 +181,7 @@ def test_only_the_top_mip_is_read(tmp_path):
     mip = np.full((4, 4, 4), (0, 0, 255, 255), dtype=np.uint8)
     payload = etcpak.compress_bc1(top.tobytes(), 8, 8) + etcpak.compress_bc1(mip.tobytes(), 4, 4)
     path = tmp_path / "mips.dds"
-    path.write_bytes(_dx10_dds(payload, 8, 8, dxgi_format=72))
+    path.write_bytes(dx10_dds(payload, 8, 8, dxgi_format=72))
     assert read_image(path).shape == (8, 8, 3)
     assert read_image(path)[..., 2].max() == 0.0
 
@@ -220,8 +202,8 @@ def _write(path, data):
     lambda d: _write(d / "empty.tga", b""),
     lambda d: _truncate(write_png(d / "cut.png", np.random.default_rng(0).random((64, 64, 3))), 200),
     lambda d: _write(d / "hdr.dds", b"DDS " + b"\x7c\0\0\0" + b"\0" * 20),
-    lambda d: _write(d / "cut.dds", _dx10_dds(etcpak.compress_bc1(bytes(64 * 64 * 4), 64, 64), 64, 64, 72)[:400]),
-    lambda d: _write(d / "cut7.dds", _dx10_dds(etcpak.compress_bc7(bytes(64 * 64 * 4), 64, 64), 64, 64, 98)[:400]),
+    lambda d: _write(d / "cut.dds", dx10_dds(etcpak.compress_bc1(bytes(64 * 64 * 4), 64, 64), 64, 64, 72)[:400]),
+    lambda d: _write(d / "cut7.dds", dx10_dds(etcpak.compress_bc7(bytes(64 * 64 * 4), 64, 64), 64, 64, 98)[:400]),
 ], ids=["missing", "noise", "empty", "truncated_png", "truncated_dds_header", "truncated_bc1_srgb",
         "truncated_bc7"])
 def test_bad_files_raise_one_sentence_image_read_error(tmp_path, make_bad_file):

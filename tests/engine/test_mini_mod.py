@@ -13,7 +13,7 @@ from PIL import Image
 
 from addon.engine import batch, dds
 from addon.engine.imageio import read_image
-from tests.engine.test_imageio import signed_bc5_dds
+from .helpers import signed_bc5_dds
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 32

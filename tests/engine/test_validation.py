@@ -213,12 +213,12 @@ def test_a_batch_where_everything_passes_writes_no_contact_sheet(tmp_path, tiny_
 def test_the_cli_prints_each_sets_score_on_its_ok_line(tmp_path, tiny_models_dir):
     import re
 
-    from tests.engine.test_cli import _run
+    from .helpers import run_cli
 
     material = generate_material(5, 64, "plaster")
     _save_png(tmp_path / "in" / "wall.png", material.albedo)
     _save_png(tmp_path / "in" / "wall_n.png", np.dstack([(material.normal + 1) / 2, old_specular_mask(material)]))
-    run = _run("convert", "--input", tmp_path / "in" / "wall.png", "--output", tmp_path / "out",
+    run = run_cli("convert", "--input", tmp_path / "in" / "wall.png", "--output", tmp_path / "out",
                "--models", tiny_models_dir, "--provider", "cpu", "--tile", "64", "--overlap", "16", "--no-blend",
                home=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr

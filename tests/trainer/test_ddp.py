@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from tests.trainer.test_train import SMALL_ARGS, small_plan
 from trainer.checkpoint import find_checkpoint
+
+from tests.trainer.helpers import SMALL_ARGS, small_plan
 
 REPO = Path(__file__).resolve().parents[2]
 

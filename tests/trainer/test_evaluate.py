@@ -7,7 +7,8 @@ from addon.engine.imageio import read_image
 from trainer import evaluate, metrics
 from trainer.__main__ import main
 from trainer.data.synth import generate_material
-from tests.trainer.test_library import _import, _licence, _poly_haven_set
+
+from tests.trainer.helpers import import_library, licence, poly_haven_set
 
 SIZE = 64
 
@@ -46,10 +47,10 @@ def test_missing_truth_is_skipped_and_a_mask_limits_the_error_to_the_used_area()
 
 def _library(tmp_path, count=2):
     src = tmp_path / "src"
-    _licence(src)
+    licence(src)
     for i in range(count):
-        _poly_haven_set(src / f"m{i}", f"set_{chr(97 + i)}", generate_material(40 + i, SIZE, None))
-    _import(src, tmp_path / "lib")
+        poly_haven_set(src / f"m{i}", f"set_{chr(97 + i)}", generate_material(40 + i, SIZE, None))
+    import_library(src, tmp_path / "lib")
     return tmp_path / "lib"
 
 

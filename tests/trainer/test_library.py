@@ -10,6 +10,8 @@ from trainer.data import library
 from trainer.data.common import decode_normal, encode_normal
 from trainer.data.synth import generate_material
 
+from tests.trainer.helpers import import_library, licence, poly_haven_set
+
 SIZE = 64
 
 
@@ -17,36 +19,11 @@ def _material(seed, category="stone", size=SIZE):
     return generate_material(seed, size, category)
 
 
-def _licence(folder, text="All textures: CC0 1.0 Universal"):
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "LICENSE.md").write_text(text)
-
-
-def _poly_haven_set(folder, name, m, ext="png"):
-    """A Poly Haven folder: diff, DirectX and OpenGL normals, packed ARM (R ao, G rough, B metal), disp."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_png(folder / f"{name}_diff_1k.{ext}", m.albedo) if ext == "png" else _jpeg(folder / f"{name}_diff_1k.jpg", m.albedo)
-    write_png(folder / f"{name}_nor_dx_1k.png", encode_normal(m.normal, directx=True))
-    write_png(folder / f"{name}_nor_gl_1k.png", encode_normal(m.normal, directx=False))
-    write_png(folder / f"{name}_arm_1k.png", np.stack([m.ao, m.roughness, m.metallic], -1))
-    write_png(folder / f"{name}_disp_1k.png", m.height, bits=16)
-
-
-def _jpeg(path, rgb):
-    from PIL import Image
-    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(path, quality=95)
-
-
-def _import(roots, lib, source="test", **kwargs):
-    return library.import_sources([roots] if not isinstance(roots, list) else roots, lib,
-                                  library.ImportConfig(source=source, **kwargs))
-
-
 def test_poly_haven_set_is_unpacked_with_its_convention_licence_and_origin(tmp_path):
     m = _material(1)
-    _licence(tmp_path / "src")
-    _poly_haven_set(tmp_path / "src" / "rock", "rock_wall", m)
-    index = _import(tmp_path / "src", tmp_path / "lib")
+    licence(tmp_path / "src")
+    poly_haven_set(tmp_path / "src" / "rock", "rock_wall", m)
+    index = import_library(tmp_path / "src", tmp_path / "lib")
     (entry,) = index["materials"].values()
     assert entry["licence"] == "CC0-1.0" and entry["licence_file"].endswith("LICENSE.md")
     assert entry["maps"] == ["albedo", "ao", "height", "metallic", "normal", "roughness"]
@@ -74,12 +51,12 @@ def read_material(lib, entry):
 def test_gloss_becomes_roughness_and_a_mislabelled_normal_is_flagged(tmp_path):
     m = _material(2, "wood")
     src = tmp_path / "src"
-    _licence(src)
+    licence(src)
     write_png(src / "Planks001_1K_Color.png", m.albedo)
     write_png(src / "Planks001_1K_Gloss.png", 1.0 - m.roughness)
     # Declared OpenGL by its name, stored DirectX: the curl test catches it and the pixels win.
     write_png(src / "Planks001_1K_NormalGL.png", encode_normal(m.normal, directx=True))
-    (entry,) = _import(src, tmp_path / "lib")["materials"].values()
+    (entry,) = import_library(src, tmp_path / "lib")["materials"].values()
     assert entry["normal_convention"]["declared"] == "opengl"
     assert entry["normal_convention"]["detected"] == "directx" and entry["normal_convention"]["disagree"]
     stored = read_material(tmp_path / "lib", entry)
@@ -89,34 +66,34 @@ def test_gloss_becomes_roughness_and_a_mislabelled_normal_is_flagged(tmp_path):
 
 def test_copies_are_imported_once_but_look_alike_materials_are_kept(tmp_path):
     src = tmp_path / "src"
-    _licence(src)
+    licence(src)
     m = _material(3)
-    _poly_haven_set(src / "a", "rock", m)
-    _poly_haven_set(src / "b", "rock_copy", m, ext="jpg")             # the same texture, recompressed
+    poly_haven_set(src / "a", "rock", m)
+    poly_haven_set(src / "b", "rock_copy", m, ext="jpg")             # the same texture, recompressed
     other = _material(3)
     other.albedo = np.clip(1.0 - other.albedo, 0, 1)                  # same structure, other colour
-    _poly_haven_set(src / "c", "rock_inverse", other)
-    _poly_haven_set(src / "d", "moss", _material(4, "ground"))
-    index = _import(src, tmp_path / "lib")
+    poly_haven_set(src / "c", "rock_inverse", other)
+    poly_haven_set(src / "d", "moss", _material(4, "ground"))
+    index = import_library(src, tmp_path / "lib")
     assert sorted(m["name"] for m in index["materials"].values()) == ["moss", "rock", "rock_inverse"]
     (rock,) = [m for m in index["materials"].values() if m["name"] == "rock"]
     assert rock["near_copies"] and "rock_copy" in rock["near_copies"][0]
-    again = _import(src, tmp_path / "lib")  # importing a source twice adds nothing
+    again = import_library(src, tmp_path / "lib")  # importing a source twice adds nothing
     assert len(again["materials"]) == 3
 
 
 def test_unknown_or_non_commercial_licences_are_skipped(tmp_path):
     m = _material(5)
-    _poly_haven_set(tmp_path / "nc", "rock", m)
-    _licence(tmp_path / "nc", "Licensed CC BY-NC 4.0")
-    _poly_haven_set(tmp_path / "none", "rock", _material(6))
+    poly_haven_set(tmp_path / "nc", "rock", m)
+    licence(tmp_path / "nc", "Licensed CC BY-NC 4.0")
+    poly_haven_set(tmp_path / "none", "rock", _material(6))
     report = library.DataReport()
     library.import_sources([tmp_path / "nc", tmp_path / "none"], tmp_path / "lib",
                            library.ImportConfig(source="t"), report)
     assert library.load_index(tmp_path / "lib")["materials"] == {}
     assert set(report.skipped) == {"licence CC-BY-NC is not one training may use",
                                    "licence unknown is not one training may use"}
-    index = _import(tmp_path / "none", tmp_path / "lib", licence="CC-BY-4.0")  # stated by the user
+    index = import_library(tmp_path / "none", tmp_path / "lib", licence="CC-BY-4.0")  # stated by the user
     assert [m["licence"] for m in index["materials"].values()] == ["CC-BY-4.0"]
 
 
@@ -149,9 +126,9 @@ def _gltf(folder, m, uv_quad):
 
 def test_gltf_roles_come_from_the_json_and_the_atlas_mask_from_the_uvs(tmp_path):
     m = _material(7, "metal")
-    _licence(tmp_path / "src", 'SPDX license identifier: "CC-BY-4.0"')
+    licence(tmp_path / "src", 'SPDX license identifier: "CC-BY-4.0"')
     _gltf(tmp_path / "src" / "glTF", m, ((0.0, 0.0), (0.5, 1.0)))
-    (entry,) = _import(tmp_path / "src", tmp_path / "lib", finders=("gltf",))["materials"].values()
+    (entry,) = import_library(tmp_path / "src", tmp_path / "lib", finders=("gltf",))["materials"].values()
     assert entry["name"] == "model_body" and entry["licence"] == "CC-BY-4.0" and entry["kind"] == "atlas"
     assert 0.5 <= entry["used_area"] <= 0.6  # the left half, dilated by the gutter
     mask = read_image(tmp_path / "lib" / "materials" / entry["id"] / "mask.png")
@@ -164,7 +141,7 @@ def test_gltf_roles_come_from_the_json_and_the_atlas_mask_from_the_uvs(tmp_path)
 def test_godot_material_reads_its_orm_channels(tmp_path):
     m = _material(8, "metal")
     src = tmp_path / "src"
-    _licence(src, "Creative Commons Attribution License\nversion 3.0 (CC-BY 3.0)")
+    licence(src, "Creative Commons Attribution License\nversion 3.0 (CC-BY 3.0)")
     (src / "project.godot").write_text("")
     (src / "tex").mkdir()
     write_png(src / "tex" / "plate_albedo.png", m.albedo)
@@ -179,7 +156,7 @@ def test_godot_material_reads_its_orm_channels(tmp_path):
         'metallic_texture = ExtResource("3")\nmetallic_texture_channel = 2\nroughness_texture = ExtResource("3")\n'
         'roughness_texture_channel = 1\nnormal_enabled = true\nnormal_texture = ExtResource("2")\n'
         'ao_enabled = true\nao_texture = ExtResource("3")\n')
-    (entry,) = _import(src, tmp_path / "lib", finders=("godot",))["materials"].values()
+    (entry,) = import_library(src, tmp_path / "lib", finders=("godot",))["materials"].values()
     assert entry["licence"] == "CC-BY-3.0" and entry["finder"] == "godot"
     stored = read_material(tmp_path / "lib", entry)
     for name in ("ao", "roughness", "metallic"):
@@ -198,13 +175,13 @@ def _red_eclipse(root, count):
         lines += [f'setshader bumpspecmapworld\ntexture 0 "textures/set/t{i}.png"',
                   f'texture n "textures/set/t{i}_nm.png"', f'texture s "textures/set/t{i}_s.png"']
     (data / "set.cfg").write_text("\n".join(lines) + "\n")
-    _licence(root, "CC-BY-SA-3.0")
+    licence(root, "CC-BY-SA-3.0")
     return data
 
 
 def test_red_eclipse_slots_become_old_game_sets_read_without_targets(tmp_path):
     data = _red_eclipse(tmp_path / "re", 2)
-    index = _import(data, tmp_path / "lib", finders=("red_eclipse",), licence="CC-BY-SA-3.0")
+    index = import_library(data, tmp_path / "lib", finders=("red_eclipse",), licence="CC-BY-SA-3.0")
     assert [m["maps"] for m in index["materials"].values()] == [["diffuse", "normal", "specular"]] * 2
     assert {m["normal_convention"]["detected"] for m in index["materials"].values()} == {"directx"}
     dataset = library.LibraryDataset(tmp_path / "lib", role="old_game")
@@ -215,15 +192,15 @@ def test_red_eclipse_slots_become_old_game_sets_read_without_targets(tmp_path):
 
 def test_split_holds_out_tiling_materials_for_good_and_training_never_reads_them(tmp_path):
     src = tmp_path / "src"
-    _licence(src)
+    licence(src)
     for i in range(24):
-        _poly_haven_set(src / f"m{i}", f"material_{chr(97 + i)}", _material(100 + i, None))
-    index = _import(src, tmp_path / "lib")
+        poly_haven_set(src / f"m{i}", f"material_{chr(97 + i)}", _material(100 + i, None))
+    index = import_library(src, tmp_path / "lib")
     held = set(index["heldout"])
     assert len(held) == library.HELD_OUT_MIN and all(index["materials"][h]["split"] == "heldout" for h in held)
-    _poly_haven_set(tmp_path / "more" / "x", "extra", _material(300, "wood"))
-    _licence(tmp_path / "more")
-    index = _import(tmp_path / "more", tmp_path / "lib", source="more")
+    poly_haven_set(tmp_path / "more" / "x", "extra", _material(300, "wood"))
+    licence(tmp_path / "more")
+    index = import_library(tmp_path / "more", tmp_path / "lib", source="more")
     assert held <= set(index["heldout"])  # an import never moves a held-out material back
     train = library.LibraryDataset(tmp_path / "lib", split="train")
     assert not held & {train.material_key(i) for i in range(len(train))}
@@ -234,9 +211,9 @@ def test_split_holds_out_tiling_materials_for_good_and_training_never_reads_them
 
 def test_truth_samples_get_old_game_inputs_rendered_from_the_truth(tmp_path):
     m = _material(9, "wood")
-    _licence(tmp_path / "src")
-    _poly_haven_set(tmp_path / "src" / "w", "wood", m)
-    _import(tmp_path / "src", tmp_path / "lib")
+    licence(tmp_path / "src")
+    poly_haven_set(tmp_path / "src" / "w", "wood", m)
+    import_library(tmp_path / "src", tmp_path / "lib")
     dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
     sample = dataset.load(0, np.random.default_rng(1), (32, 32), resolution=SIZE)
     assert sample["valid"].tolist()[:5] == [1.0] * 5
@@ -304,7 +281,7 @@ def test_supertuxkart_gloss_maps_give_roughness_and_metallic(tmp_path):
     (data / "karts" / "k" / "materials.xml").write_text(
         '<materials><material name="body.png" gloss-map="body_gloss.png" normal-map="body_nm.png"/>'
         '<material name="decal.png" gloss-map="body_gloss.png"/></materials>')
-    (entry,) = _import(data, tmp_path / "lib", finders=("supertuxkart",), licence="CC-BY-SA-3.0",
+    (entry,) = import_library(data, tmp_path / "lib", finders=("supertuxkart",), licence="CC-BY-SA-3.0",
                        stylised=True)["materials"].values()
     assert entry["stylised"] and entry["split"] == "train"
     stored = read_material(tmp_path / "lib", entry)
@@ -315,9 +292,9 @@ def test_supertuxkart_gloss_maps_give_roughness_and_metallic(tmp_path):
 def test_command_line_imports_and_summarises(tmp_path, capsys):
     from trainer.__main__ import main
 
-    _licence(tmp_path / "src")
-    _poly_haven_set(tmp_path / "src" / "a", "rock", _material(1))
-    _poly_haven_set(tmp_path / "src" / "b", "skip_me", _material(13, "wood"))
+    licence(tmp_path / "src")
+    poly_haven_set(tmp_path / "src" / "a", "rock", _material(1))
+    poly_haven_set(tmp_path / "src" / "b", "skip_me", _material(13, "wood"))
     assert main(["data", "import", str(tmp_path / "src"), "--out", str(tmp_path / "lib"), "--source", "cli",
                  "--exclude", "skip_me"]) == 0
     assert "cli: 1 materials" in capsys.readouterr().out
@@ -351,11 +328,11 @@ def test_training_and_evaluation_skip_the_same_non_truth(tmp_path):
     from trainer.evaluate import library_cases
 
     m = _material(12, "metal")
-    _licence(tmp_path / "src")
+    licence(tmp_path / "src")
     folder = tmp_path / "src" / "plate"
-    _poly_haven_set(folder, "plate", m)
+    poly_haven_set(folder, "plate", m)
     write_png(folder / "plate_arm_1k.png", np.stack([np.ones_like(m.ao), m.roughness, m.metallic], -1))
-    _import(tmp_path / "src", tmp_path / "lib")
+    import_library(tmp_path / "src", tmp_path / "lib")
     dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
     valid = dict(zip(VALID_TARGETS, dataset.load(0, np.random.default_rng(0), (32, 32), resolution=SIZE)["valid"]))
     assert float(valid["ao"]) == 0.0 and float(valid["height"]) == 1.0 and float(valid["roughness"]) == 1.0

@@ -16,54 +16,11 @@ from trainer.__main__ import main
 from trainer.checkpoint import Checkpoint, build_models, find_checkpoint, load_models
 from trainer.models import add_lora, set_trainable
 
+from tests.trainer.helpers import SMALL_ARGS, small_plan
+
 REPO = Path(__file__).resolve().parents[2]
 MINIATURE = ["--synthetic", "6", "--models-preset", "tiny", "--res-scale", "0.0625", "--epochs-scale", "0.05",
              "--max-steps", "1", "--batch-size", "2", "--val-batches", "1"]
-# A two-phase plan in the shipped plan's format: full training, then two independent LoRA-phase jobs.
-SMALL_PLAN = """
-name = "small"
-seed = 3
-holdout_fraction = 0.25
-[early_stop]
-patience = 4
-min_rel_improvement = 0.001
-[gate]
-window = 3
-skyrim_max_rise = 0.05
-matsynth_max_rise = {matsynth_max_rise}
-[lora]
-rank = 2
-[phases.P1]
-init = "new"
-epochs = [3, 3]
-batch_size = 2
-gate = ["matsynth"]
-data = {{ mix = {{ matsynth = 1.0 }}, resolution = 64, augment = true, composite_2crop = 0.3, composite_4crop = 0.0, photometric_strength = 0.0 }}
-optimizer = {{ name = "adamw", lr = 1e-3, betas = [0.9, 0.999], weight_decay = 1e-2 }}
-scheduler = {{ name = "onecycle", max_lr = 1e-3, pct_start = 0.3 }}
-trainable = {{ classifier = ["all"], metallic_seg = ["all"], albedo = ["all"], maps = ["all"] }}
-[phases.P2]
-init = "previous"
-epochs = [2, 2]
-batch_size = 2
-add_lora = true
-data = {{ mix = {{ matsynth = 0.5, skyrim = 0.5 }}, resolution = 64, augment = true, composite_2crop = 0.0, composite_4crop = 0.0, photometric_strength = 1.0 }}
-optimizer = {{ name = "adam", lr = 1e-3, betas = [0.9, 0.9995], weight_decay = 0.0 }}
-scheduler = {{ name = "exponential", gamma = 0.9 }}
-[phases.P2.jobs.seg]
-trainable = {{ metallic_seg = ["decoder", "lora"] }}
-[phases.P2.jobs.rough]
-trainable = {{ maps = ["head:roughness"] }}
-"""
-SMALL_ARGS = ["--synthetic", "6", "--models-preset", "tiny", "--max-steps", "3", "--val-batches", "1", "--no-export"]
-
-
-def small_plan(tmp_path, matsynth_max_rise=0.10) -> str:
-    path = tmp_path / "small.toml"
-    path.write_text(SMALL_PLAN.format(matsynth_max_rise=matsynth_max_rise), encoding="utf-8")
-    return str(path)
-
-
 def _weights(run: Path, key: str, pointer: str) -> dict:
     return find_checkpoint(run / key, pointer).weights()
 

@@ -1,0 +1,38 @@
+"""Helpers several engine test modules share (test modules never import one another)."""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def dx10_dds(payload: bytes, width: int, height: int, dxgi_format: int) -> bytes:
+    """A minimal DDS with a DX10 header around one mip level (what the game and our writer emit)."""
+    flags = 0x1 | 0x2 | 0x4 | 0x1000  # CAPS | HEIGHT | WIDTH | PIXELFORMAT
+    pixel_format = struct.pack("<II4s5I", 32, 0x4, b"DX10", 0, 0, 0, 0, 0)
+    header = struct.pack("<7I", 124, flags, height, width, len(payload), 0, 1) + b"\0" * 44 \
+        + pixel_format + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+    dx10 = struct.pack("<5I", dxgi_format, 3, 0, 1, 0)  # TEXTURE2D, one array slice
+    return b"DDS " + header + dx10 + payload
+
+
+def signed_bc5_dds(block_xy: np.ndarray) -> bytes:
+    """A BC5_SNORM DDS (DXGI 84) whose every 4x4 block holds one normal's X, Y (from (rows, cols, 2)
+    values in [-1, 1]): each BC4 half stores that signed byte as both endpoints, indices 0."""
+    rows, cols = block_xy.shape[:2]
+    signed = np.rint(np.clip(block_xy, -1, 1) * 127).astype(np.int8)
+    payload = b"".join(struct.pack("<bb6xbb6x", x, x, y, y) for x, y in signed.reshape(-1, 2))
+    return dx10_dds(payload, cols * 4, rows * 4, 84)
+
+
+def run_cli(*args, home):
+    """`python -m addon.cli ARGS` from the checkout, with HOME at `home`."""
+    env = {**os.environ, "HOME": str(home)}  # bpy must not touch the user's Blender config
+    return subprocess.run([sys.executable, "-m", "addon.cli", *map(str, args)], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
