@@ -16,8 +16,6 @@ from trainer.contract import MODEL_SIGNATURES
 from trainer.export import ExportParityError, _export_one, check_parity, downgrade_opset, random_inputs, register_cli
 from trainer.models import ModelsConfig, add_lora, create_models
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def torch_models():

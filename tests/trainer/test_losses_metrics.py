@@ -11,8 +11,6 @@ from trainer.metrics import (Lpips, brdf_cosine, iou, mean_average_precision, re
 from trainer.models import ModelsConfig, create_models
 from trainer.objective import compute_losses, evaluate
 
-torch.set_num_threads(1)
-
 
 def _normal(n, h, w, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -11,8 +11,6 @@ from trainer.contract import MAP_CHANNELS
 from trainer.models import (ModelsConfig, PretrainedWeightsError, add_lora, apply_train_mode, create_models,
                             merged_copy, set_trainable, trainable_parameter_names)
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def models():

@@ -41,7 +41,6 @@ def _start_weights(run: Path, key: str, lora_rank: int) -> dict:
 
 @pytest.fixture(scope="module")
 def miniature_run(tmp_path_factory):
-    torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("plan") / "run"
     # --no-export: the ONNX export has its own tests (tests/trainer/test_export.py) and takes minutes here.
     assert main(["run", "--plan", "skyrim", "--out", str(run), *MINIATURE, "--force", "--no-export"]) == 0
@@ -110,7 +109,6 @@ def test_final_models_merge_the_d_jobs_and_keep_the_1k_classifier(miniature_run)
 
 
 def test_a_failed_gate_stops_the_run_until_forced(tmp_path, capsys):
-    torch.set_num_threads(1)
     plan = small_plan(tmp_path, matsynth_max_rise=-1.0)  # demands a 100 % fall: always fails
     run = tmp_path / "run"
     assert main(["run", "--plan", plan, "--out", str(run), *SMALL_ARGS, "--epochs-scale", "0.34"]) == 2
@@ -130,7 +128,6 @@ def test_existing_run_folder_is_not_overwritten_without_resume(tmp_path, capsys)
 
 
 def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
-    torch.set_num_threads(1)
     plan = small_plan(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
     reference = tmp_path / "reference"
@@ -172,7 +169,6 @@ def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
 
 def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_path):
     from trainer.checkpoint import resolve_checkpoint, write_trainable
-    torch.set_num_threads(1)
     plan = small_plan(tmp_path)
     first = tmp_path / "first"
     assert main(["run", "--plan", plan, "--out", str(first), *SMALL_ARGS, "--epochs-scale", "0.34"]) == 0
