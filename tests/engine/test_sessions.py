@@ -1,4 +1,7 @@
 """Session cache and provider fallback (this machine's onnxruntime offers only the CPU)."""
+import os
+import sys
+
 import pytest
 
 from addon.engine import sessions
@@ -70,8 +73,34 @@ def test_unknown_provider_name_is_a_user_error(tiny_models_dir):
         Converter(tiny_models_dir, provider="vulkan")
 
 
-def test_thread_count_is_the_physical_core_count_or_left_to_onnxruntime():
-    import os
+class _FakePsutil:
+    def __init__(self, physical):
+        self.physical = physical
 
-    cores = physical_cores()
-    assert 0 <= cores <= (os.cpu_count() or 1)
+    def cpu_count(self, logical=True):
+        assert not logical
+        return self.physical
+
+
+@pytest.mark.parametrize("physical, allowed, expected", [(8, 4, 4), (2, 4, 2), (6, 1, 1)])
+def test_thread_count_is_the_physical_cores_this_process_may_use(monkeypatch, physical, allowed, expected):
+    monkeypatch.setitem(sys.modules, "psutil", _FakePsutil(physical))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(allowed)), raising=False)
+    assert physical_cores() == expected
+
+
+def test_without_psutil_hyper_threads_of_one_core_count_once(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "psutil", None)  # `import psutil` raises ImportError
+    monkeypatch.setattr(sessions.sys, "platform", "linux")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4}, raising=False)
+    monkeypatch.setattr(sessions, "Path", lambda text: tmp_path / str(text).lstrip("/"))
+    for cpu, (package, core) in enumerate([(0, 0), (0, 0), (0, 1), (0, 1), (1, 0)]):  # 2 + 1 physical
+        topology = tmp_path / f"sys/devices/system/cpu/cpu{cpu}/topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    assert physical_cores() == 3
+    (tmp_path / "sys/devices/system/cpu/cpu4/topology/core_id").unlink()  # unreadable: count the CPUs
+    assert physical_cores() == 5
+    monkeypatch.setattr(sessions.sys, "platform", "win32")  # no psutil, no /sys: onnxruntime decides
+    assert physical_cores() == 0

@@ -28,7 +28,11 @@ def test_exported_set_passes_the_addon_manifest_validation(tiny_models_dir):
     raw = json.loads((tiny_models_dir / "manifest.json").read_text())
     assert set(raw["models"]) == set(MODEL_SIGNATURES)
     assert raw["provenance"]["export"]["parity_tolerance"]["atol"] > 0
-    assert manifest is not None
+    assert set(manifest.models) == set(MODEL_SIGNATURES)
+    for name, entry in manifest.models.items():  # what the add-on will feed and read, as the contract says
+        assert entry.path.name == MODEL_SIGNATURES[name]["file"] and entry.path.is_file()
+        assert list(entry.inputs) == list(MODEL_SIGNATURES[name]["inputs"])
+        assert list(entry.outputs) == list(MODEL_SIGNATURES[name]["outputs"])
 
 
 @pytest.mark.parametrize("name", list(MODEL_SIGNATURES))
