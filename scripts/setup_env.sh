@@ -14,7 +14,10 @@ stamp=.venv/.pbr_forge_installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python -m pip install --quiet --upgrade pip
   # torch first, pinned, so that nothing pulls a different build; then the project with all extras.
-  python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
+  # The pins are pyproject.toml's (the train group): versions are written there only.
+  torch_pins="$(python scripts/pins.py torch torchvision)"
+  # shellcheck disable=SC2086  # one requirement a line, none holds a space
+  python -m pip install --quiet $torch_pins
   python -m pip install --quiet -e ".[blender,train,test]"
   touch "$stamp"
 fi
