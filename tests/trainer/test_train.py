@@ -127,6 +127,28 @@ def test_existing_run_folder_is_not_overwritten_without_resume(tmp_path, capsys)
     assert "already holds a run" in capsys.readouterr().err
 
 
+def test_phase_runs_one_phase_again_from_the_earlier_phases_result(tmp_path, capsys):
+    plan = small_plan(tmp_path)
+    args = [*SMALL_ARGS, "--epochs-scale", "0.34"]
+    early = tmp_path / "early"
+    assert main(["run", "--plan", plan, "--out", str(early), *args, "--phase", "P2"]) == 2
+    assert "Phase P1 has not finished" in capsys.readouterr().err
+
+    run = tmp_path / "run"
+    assert main(["run", "--plan", plan, "--out", str(run), *args]) == 0
+    p1_last = (run / "P1" / "main" / "last.json").read_text()
+    first = {job: _weights(run, f"P2/{job}", "best") for job in ("seg", "rough")}
+    (run / "P2" / "marker").write_text("from the first run")
+    assert main(["run", "--out", str(run), "--phase", "P2", "--no-export"]) == 0
+    assert not (run / "P2" / "marker").exists()  # P2 was cleared and trained again ...
+    assert (run / "P1" / "main" / "last.json").read_text() == p1_last  # ... P1 was not touched
+    state = json.loads((run / "run_state.json").read_text())
+    assert all(state["jobs"][f"P2/{job}"]["status"] == "done" for job in first)
+    for job, weights in first.items():  # from P1's best again, so to the same weights
+        again = _weights(run, f"P2/{job}", "best")
+        assert all(torch.equal(weights[k], again[k]) for k in weights), job
+
+
 def test_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     plan = small_plan(tmp_path)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO))
