@@ -39,6 +39,8 @@ def _add_run_parser(subparsers) -> None:
     p.add_argument("--val-batches", type=int, metavar="N", help="at most N validation batches per domain")
     p.add_argument("--num-workers", type=int, help="data-loading worker processes")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also save a resumable checkpoint every N steps")
+    p.add_argument("--log-every", type=int, metavar="N",
+                   help="log the training loss (and check it for NaN) every N optimiser steps (default 10)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the UNets")
     p.add_argument("--lion", action="store_true", default=None, help="Lion instead of AdamW where the plan allows (C, C′)")
@@ -52,7 +54,7 @@ def _add_run_parser(subparsers) -> None:
 
 OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "grad_accum",
              "lr_scale", "val_batches",
-             "num_workers", "checkpoint_every", "compile", "lion", "wandb", "export_to", "init_from", "matsynth", "skyrim",
+             "num_workers", "checkpoint_every", "log_every", "compile", "lion", "wandb", "export_to", "init_from", "matsynth", "skyrim",
              "library")
 
 
@@ -68,8 +70,9 @@ def config_from_args(args) -> RunConfig:
 
 def _run_command(args) -> int:
     from trainer.train import run_plan
+    # --resume and --phase on an existing run keep the data of its run_config.json.
     if args.synthetic is None and not (args.matsynth or args.skyrim or args.library) and not args.resume \
-            and not args.profile:
+            and not args.phase and not args.profile:
         raise PBRForgeError("Give the training data: --matsynth PATH and --skyrim PATH, --library LIB, or "
                             "--synthetic N for procedural data.")
     cfg = config_from_args(args)

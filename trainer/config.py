@@ -48,6 +48,7 @@ class RunConfig:
     wandb: bool = False
     num_workers: int | None = None     # data-loading processes; None: 0 on the CPU, several per GPU
     checkpoint_every: int = 0          # also save "last" every N optimiser steps within an epoch
+    log_every: int = 10                # read the training loss on the host (log, NaN check) every N steps
     export_to: str | None = None       # also copy the exported ONNX set here (e.g. models/)
     init_from: str | None = None       # start the plan's new models from these weights (e.g. models/)
     profile: str | None = None

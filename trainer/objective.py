@@ -3,10 +3,11 @@
 The four models form the conversion chain of the add-on:
     albedo = UNet-Albedo(diffuse, normal, specular)
     logits, patch_logits = ViT(albedo resized to 224 x 224)
-    metallic_logit = SegFormer(albedo shrunk to the context size)
+    metallic_logit = SegFormer(albedo shrunk to the context size, wrap-padded; logits cropped back)
     maps = UNet-Maps(albedo, normal, build_condition(patch_logits, metallic_logit), specular, height_prior)
 where specular (the normal map's alpha and a presence flag) and height_prior (integrated normals) are
-computed by addon/engine/priors.py, in the batch as in the add-on.
+computed by addon/engine/priors.py, in the batch as in the add-on, and the context models' inputs are
+made by addon/engine/context.py, in training as in the add-on.
 
 Training (compute_losses) cuts the chain with teacher forcing: the context models and UNet-Maps see
 the *true* albedo where the sample has one (the predicted, detached albedo otherwise), and UNet-Maps
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from addon.engine import context
 from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, PIPELINE_ORDER, UNET_MULTIPLE, VALID_INDEX
 from trainer.losses import maps_loss, masked_bce, masked_dice, masked_l1, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, l1, label_accuracy, mean_average_precision, pixel_accuracy,
@@ -39,24 +41,20 @@ VALID = VALID_INDEX
 
 # ----------------------------------------------------------------------------- context inputs
 
+def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """context.Resize for training: torch's antialiased bilinear (Pillow's filter, as the add-on)."""
+    return F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
+
+
 def classifier_input(albedo: torch.Tensor) -> torch.Tensor:
-    """The albedo squashed to the ViT's fixed square input (as the add-on does), antialiased."""
-    size = (CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE)
-    return F.interpolate(albedo, size=size, mode="bilinear", align_corners=False, antialias=True)
+    """The albedo squashed to the ViT's fixed square input, as the add-on gives it (addon/engine/context.py)."""
+    return context.classifier_input(albedo, (CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE), _resize)
 
 
-def context_size(height: int, width: int) -> tuple[int, int]:
-    """SegFormer's input size for an H x W texture: long side at most CONTEXT_MAX_SIDE["metallic_seg"]
-    (never enlarged), each side a multiple of contract.UNET_MULTIPLE (the add-on's rule)."""
-    scale = min(1.0, CONTEXT_MAX_SIDE["metallic_seg"] / max(height, width))
-    return tuple(max(UNET_MULTIPLE, int(side * scale) // UNET_MULTIPLE * UNET_MULTIPLE) for side in (height, width))
-
-
-def segmenter_input(albedo: torch.Tensor) -> torch.Tensor:
-    size = context_size(*albedo.shape[-2:])
-    if tuple(albedo.shape[-2:]) == size:
-        return albedo
-    return F.interpolate(albedo, size=size, mode="bilinear", align_corners=False, antialias=True)
+def segment(segmenter: nn.Module, albedo: torch.Tensor) -> torch.Tensor:
+    """SegFormer's metallic logits at its context size, fed as the add-on feeds it (shrunk, wrap-padded,
+    cropped back: addon/engine/context.py)."""
+    return context.segment(segmenter, albedo, CONTEXT_MAX_SIDE["metallic_seg"], UNET_MULTIPLE, _resize)
 
 
 def build_condition(patch_logits: torch.Tensor, seg_logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -112,13 +110,12 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
         if "classifier" in active:
             losses["classifier"] = masked_bce(logits, batch["labels"], valid[:, VALID["labels"]].view(-1, 1))
     if "metallic_seg" in active or needs_context:
-        seg_in = segmenter_input(albedo_in)
         with _grad("metallic_seg" in active):
-            seg_logits = models["metallic_seg"](seg_in)
+            seg_logits = segment(models["metallic_seg"], albedo_in)
         if "metallic_seg" in active:
             target = batch["metallic_mask"]
-            if target.shape[-2:] != seg_in.shape[-2:]:
-                target = F.interpolate(target, size=seg_in.shape[-2:], mode="area")  # soft target
+            if target.shape[-2:] != seg_logits.shape[-2:]:
+                target = F.interpolate(target, size=seg_logits.shape[-2:], mode="area")  # soft target
             mask_valid = _mask(valid, "metallic_mask")
             losses["metallic_seg"] = (masked_bce(seg_logits, target, mask_valid)
                                       + DICE_WEIGHT * masked_dice(seg_logits, target, mask_valid.flatten()))
@@ -142,7 +139,7 @@ def predict(models: nn.ModuleDict, batch: dict[str, torch.Tensor]) -> dict[str, 
     diffuse, normal, specular = batch["diffuse"], batch["normal"], batch["specular"]
     albedo = models["albedo"](diffuse, normal, specular).float()
     logits, patch_logits = models["classifier"](classifier_input(albedo))
-    seg_logits = models["metallic_seg"](segmenter_input(albedo))
+    seg_logits = segment(models["metallic_seg"], albedo)
     condition = build_condition(patch_logits, seg_logits, tuple(diffuse.shape[-2:]))
     maps = models["maps"](albedo, normal, condition, specular, batch["height_prior"]).float()
     metallic_logits = F.interpolate(seg_logits.float(), size=diffuse.shape[-2:], mode="bilinear", align_corners=False)

@@ -259,13 +259,82 @@ def validate(ctx: JobContext, models: nn.ModuleDict, loaders: dict, phase: Phase
     return metrics
 
 
+# A job runs as (timm's train.py layout): setup_job builds the models, optimiser, scheduler and
+# validation loaders once; then per epoch start_epoch opens the epoch's batches, train_one_epoch
+# trains on them and end_epoch validates, checkpoints and logs; train_job stops early on a plateau.
+
+@dataclass
+class JobSetup:
+    """What setup_job builds once for a job and every epoch of it uses."""
+    phase: PhaseSpec
+    spec: JobSpec
+    folder: Path                      # RUNDIR/<phase>/<job>
+    models: nn.ModuleDict
+    trainable: dict[str, list[str]]
+    lora_rank: int
+    loss_module: nn.Module            # LossModule, wrapped in DDP when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    batch_size: int
+    grad_accum: int
+    min_epochs: int
+    max_epochs: int
+    batches_in_epoch: int             # micro-batches; optimiser steps = ceil(batches / grad_accum)
+    val_loaders: dict
+    tags: dict[str, str]
+    hparams: dict
+
+    @property
+    def label(self) -> str:
+        return f"{self.phase.label}/{self.spec.name}"
+
+
+@dataclass
+class JobProgress:
+    """Where a job stands. Saved in every checkpoint's meta, read back on resume."""
+    history: dict[str, list[float]]   # monitor and per-domain val loss; entry 0 = the starting weights
+    epoch: int = 0                    # epochs finished
+    batches_done: int = 0             # batches of epoch + 1 already trained on (mid-epoch checkpoints)
+    global_step: int = 0              # optimiser steps
+    best_epoch: int = 0
+    rng: dict | None = None           # RNG state to restore when resuming mid-epoch
+
+
+@dataclass
+class EpochResult:
+    loss: float      # mean training loss over the micro-batches this session trained in the epoch
+    seconds: float
+
+
 def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint | None) -> JobResult:
     """Train one job to its end (max epochs or early stop) and return its validation histories."""
-    from trainer.data.mixing import build_loader
-    from trainer.models import add_lora, apply_train_mode, set_trainable
+    setup, progress, resumed = setup_job(ctx, phase, job, init)
+    ctx.logger.start_job(f"{phase.name}/{job.name}", setup.tags)
+    if not resumed:
+        save_job(ctx, setup, progress, ("start", "last", "best"))
+    stopped = "epochs"
+    while progress.epoch < setup.max_epochs:
+        # Checked before each epoch, not after end_epoch only: a resumed job may already be on a plateau.
+        if should_stop_early(progress.history["monitor"], ctx.plan.early_stop, setup.min_epochs):
+            stopped = "plateau"
+            break
+        batches = start_epoch(ctx, setup, progress)
+        result = train_one_epoch(ctx, setup, progress, batches)
+        end_epoch(ctx, setup, progress, result)
+    ctx.logger.end_job(setup.hparams, {f"best_{k}": min(v) for k, v in progress.history.items()})
+    return JobResult(progress.history, progress.best_epoch, stopped)
+
+
+def setup_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec,
+              init: Checkpoint | None) -> tuple[JobSetup, JobProgress, bool]:
+    """Build a job's models (from its own last checkpoint, else `init`, else new from the plan's seed),
+    trainable parts, optimiser, scheduler and validation loaders. Returns (setup, progress, resumed):
+    progress is the checkpoint's when resuming, else starts at epoch 0 with the starting weights'
+    validation as history entry 0."""
+    from trainer.models import add_lora, set_trainable
     cfg, plan, rt = ctx.cfg, ctx.plan, ctx.rt
-    job_dir = ctx.run_dir / phase.name / job.name
-    resume = find_checkpoint(job_dir, "last")
+    folder = ctx.run_dir / phase.name / job.name
+    resume = find_checkpoint(folder, "last")
     start = resume or init
     lora_rank = start.meta.get("lora_rank", 0) if start else 0
     torch.manual_seed(plan.seed)  # new models (phase A0) start from the plan's seed
@@ -294,120 +363,152 @@ def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint 
     batch_size = _batch_size(cfg, phase)
     grad_accum = cfg.grad_accum or phase.grad_accum
     opt_spec, sched_spec = scale_lr(job.optimizer, job.scheduler, cfg.lr_scale)
-    samples = phase.samples_per_epoch
-
-    def loader_for(epoch: int, start_step: int = 0):
-        data_cfg = data_config(phase, cfg, crop_size_for(plan, cfg, phase, epoch), samples)
-        return build_loader(data_cfg, ctx.sources.train, batch_size=batch_size, epoch=epoch, seed=plan.seed,
-                            rank=rt.rank, world_size=rt.world_size, num_workers=cfg.num_workers,
-                            start_step=start_step)
-
-    batches_in_epoch = len(loader_for(1))
+    batches_in_epoch = len(train_loader(ctx, phase, batch_size, epoch=1))
     if cfg.max_steps:
         batches_in_epoch = min(batches_in_epoch, cfg.max_steps * grad_accum)
     steps_per_epoch = max(1, math.ceil(batches_in_epoch / grad_accum))
     optimizer = create_optimizer(params, opt_spec, use_alternative=cfg.lion, fused=rt.cuda)
     scheduler = create_scheduler(optimizer, sched_spec, epochs=max_epochs, steps_per_epoch=steps_per_epoch,
                                  epochs_scale=cfg.epochs_scale)
-
     val_loaders = _val_loaders(ctx, phase)
     # The plan's tag names the job's head in D ("model=roughness_head"); whole-phase jobs train "all".
     tag_model = job.name if len(phase.jobs) > 1 else "all"
     tags = job_tags(phase.label, cfg.resolution(phase.data.resolution), tag_model, phase.data.mix, phase.data.augment)
-    if resume:
-        meta = resume.meta
-        state = resume.state()
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, epoch, batch_done = meta["history"], meta["epoch"], meta["batches_done"]
-        global_step, best_epoch = meta["global_step"], meta["best_epoch"]
-        log.info("resuming %s/%s at epoch %d, batch %d", phase.name, job.name, epoch + 1, batch_done)
-    else:
-        state, epoch, batch_done, global_step, best_epoch = None, 0, 0, 0, 0
-        start_metrics = validate(ctx, models, val_loaders, phase)
-        history = {k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAIN_IDS)}
-    ctx.logger.start_job(f"{phase.name}/{job.name}", tags)
     hparams = dict(tags, lr=opt_spec.lr, optimizer=(job.optimizer.alternative if cfg.lion and
                    job.optimizer.alternative else job.optimizer.name), scheduler=job.scheduler.name,
                    freeze=tag_string({m: "+".join(p) for m, p in job.trainable.items()}), batch=batch_size,
                    grad_accum=grad_accum, lora_rank=lora_rank, trainable_params=sum(counts.values()))
+    setup = JobSetup(phase, job, folder, models, trainable, lora_rank, loss_module, optimizer, scheduler, batch_size,
+                     grad_accum, min_epochs, max_epochs, batches_in_epoch, val_loaders, tags, hparams)
+    if resume:
+        meta, state = resume.meta, resume.state()
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        progress = JobProgress(meta["history"], meta["epoch"], meta["batches_done"], meta["global_step"],
+                               meta["best_epoch"], rng=state["rng"])
+        log.info("resuming %s/%s at epoch %d, batch %d", phase.name, job.name, progress.epoch + 1,
+                 progress.batches_done)
+    else:
+        start_metrics = validate(ctx, models, val_loaders, phase)
+        progress = JobProgress({k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAIN_IDS)})
+    return setup, progress, resume is not None
 
-    def save(pointers: tuple[str, ...], epoch_done: int, batches: int):
-        if not rt.is_main:
-            return
-        meta = {"run_config": cfg.to_dict(), "models": cfg.models, "lora_rank": lora_rank,
-                "phase": phase.name, "job": job.name, "tags": tags, "trainable": trainable,
-                "epoch": epoch_done, "batches_done": batches, "global_step": global_step,
-                "best_epoch": best_epoch, "history": history, "world_size": rt.world_size}
-        state_out = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}
-        save_checkpoint(job_dir, pointers, model_state(models), meta, state_out)
 
-    if not resume:
-        save(("start", "last", "best"), 0, 0)
-    stopped = "epochs"
-    while epoch < max_epochs:
-        if should_stop_early(history["monitor"], plan.early_stop, min_epochs):
-            stopped = "plateau"
-            break
-        epoch_number = epoch + 1
-        # Mid-epoch resume: the loader starts after the batches already trained on.
-        iterator = iter(loader_for(epoch_number, start_step=batch_done))
-        torch.manual_seed(_seed_for(plan.seed, phase.name, job.name, epoch_number))
-        apply_train_mode(models, trainable)
-        if state is not None and batch_done:
-            set_rng_state(state["rng"])
-        state = None
-        bar = ctx.logger.progress(batches_in_epoch, f"{phase.label}/{job.name} epoch {epoch_number}/{max_epochs}")
-        bar.update(batch_done)
-        running, seen, started = 0.0, 0, time.time()
-        for index in range(batch_done, batches_in_epoch):
-            batch = _to_device(next(iterator), rt)
-            last_of_step = (index + 1) % grad_accum == 0 or index + 1 == batches_in_epoch
-            sync = contextlib.nullcontext() if last_of_step or not rt.distributed else loss_module.no_sync()
-            with sync:
-                with rt.autocast():
-                    losses = loss_module(batch)
-                (losses["total"] / grad_accum).backward()
-            loss_value = float(losses["total"].detach())
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(f"The loss became {loss_value} in {phase.label}/{job.name} at epoch "
-                                       f"{epoch_number}, step {global_step + 1}; lower the learning rate (--lr-scale) "
-                                       f"or check the data, then resume (--resume) from the last checkpoint.")
-            running += loss_value
-            seen += 1
-            bar.update(1)
-            if not last_of_step:
-                continue
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if job.scheduler.per_batch:
-                scheduler.step()
-            global_step += 1
-            ctx.logger.scalars({"train/loss": running / seen, "train/lr": optimizer.param_groups[0]["lr"]},
-                               global_step)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and index + 1 < batches_in_epoch:
-                save(("last",), epoch, index + 1)
-        bar.close()
-        if not job.scheduler.per_batch:
-            scheduler.step()
-        epoch, batch_done = epoch_number, 0
-        metrics = validate(ctx, models, val_loaders, phase)
-        for key in history:
-            history[key].append(metrics[key])
-        improved = metrics["monitor"] < min(history["monitor"][:-1])
-        if improved:
-            best_epoch = epoch
-        save(("last", "best") if improved else ("last",), epoch, 0)
-        ctx.logger.scalars({f"val/{k}": v for k, v in metrics.items()} |
-                           {"train/epoch_loss": running / max(seen, 1), "time/epoch_s": time.time() - started},
-                           global_step)
-        _log_predictions(ctx, models, val_loaders, global_step)
-        log.info("%s/%s epoch %d/%d: train %.4f, %s", phase.label, job.name, epoch, max_epochs,
-                 running / max(seen, 1), ", ".join(f"{k}-val {metrics[k]:.4f}" for k in history))
-    ctx.logger.end_job(hparams, {f"best_{k}": min(v) for k, v in history.items()})
-    return JobResult(history, best_epoch, stopped)
+def train_loader(ctx: JobContext, phase: PhaseSpec, batch_size: int, epoch: int, start_step: int = 0):
+    """The training batches of `epoch` (1-based) for this rank, from batch `start_step` on."""
+    from trainer.data.mixing import build_loader
+    cfg = ctx.cfg
+    data_cfg = data_config(phase, cfg, crop_size_for(ctx.plan, cfg, phase, epoch), phase.samples_per_epoch)
+    return build_loader(data_cfg, ctx.sources.train, batch_size=batch_size, epoch=epoch, seed=ctx.plan.seed,
+                        rank=ctx.rt.rank, world_size=ctx.rt.world_size, num_workers=cfg.num_workers,
+                        start_step=start_step)
 
+
+def start_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress):
+    """The batches of epoch progress.epoch + 1, after those already trained on (a mid-epoch resume),
+    with the RNG seeded for the epoch (or restored from the checkpoint) and the models in train mode."""
+    from trainer.models import apply_train_mode
+    epoch_number = progress.epoch + 1
+    batches = iter(train_loader(ctx, setup.phase, setup.batch_size, epoch_number, start_step=progress.batches_done))
+    torch.manual_seed(_seed_for(ctx.plan.seed, setup.phase.name, setup.spec.name, epoch_number))
+    apply_train_mode(setup.models, setup.trainable)
+    if progress.rng is not None and progress.batches_done:
+        set_rng_state(progress.rng)
+    progress.rng = None
+    return batches
+
+
+def read_loss(total: torch.Tensor) -> float:
+    """The summed loss on the host: the only device-to-host sync of the training loop."""
+    return total.item()
+
+
+def train_one_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress, batches) -> EpochResult:
+    """Train on `batches` up to the end of the epoch: forward, backward, and an optimiser step every
+    grad_accum micro-batches (and on the epoch's last one); under DDP the gradient all-reduce runs only
+    on the stepping micro-batch (no_sync on the others). Updates `progress` as it goes.
+
+    The loss is summed on the device and read on the host (read_loss) only every cfg.log_every
+    optimiser steps, before a mid-epoch checkpoint and on the epoch's last step: the progress bar and
+    train/loss show the running mean then. The divergence check (TrainingDiverged) runs on those reads,
+    so a NaN or infinite loss is caught within log_every steps, always before a checkpoint is written:
+    the last checkpoint holds finite weights."""
+    cfg, rt = ctx.cfg, ctx.rt
+    log_every = max(1, cfg.log_every)
+    total_batches = setup.batches_in_epoch
+    bar = ctx.logger.progress(total_batches, f"{setup.label} epoch {progress.epoch + 1}/{setup.max_epochs}")
+    bar.update(progress.batches_done)
+    running = torch.zeros((), device=rt.device)  # the losses' sum, kept on the device
+    seen, mean, started = 0, 0.0, time.time()
+    for index in range(progress.batches_done, total_batches):
+        batch = _to_device(next(batches), rt)
+        last_batch = index + 1 == total_batches
+        last_of_step = (index + 1) % setup.grad_accum == 0 or last_batch
+        sync = contextlib.nullcontext() if last_of_step or not rt.distributed else setup.loss_module.no_sync()
+        with sync:
+            with rt.autocast():
+                losses = setup.loss_module(batch)
+            (losses["total"] / setup.grad_accum).backward()
+        running += losses["total"].detach().float()
+        seen += 1
+        progress.batches_done = index + 1
+        bar.update(1)
+        if not last_of_step:
+            continue
+        setup.optimizer.step()
+        setup.optimizer.zero_grad(set_to_none=True)
+        if setup.spec.scheduler.per_batch:
+            setup.scheduler.step()
+        progress.global_step += 1
+        checkpoint = bool(cfg.checkpoint_every) and progress.global_step % cfg.checkpoint_every == 0 and not last_batch
+        if progress.global_step % log_every == 0 or last_batch or checkpoint:
+            mean = read_loss(running) / seen
+            if not math.isfinite(mean):
+                raise TrainingDiverged(
+                    f"The loss became {mean} in {setup.label} at epoch {progress.epoch + 1}, by step "
+                    f"{progress.global_step} (it is read every {log_every} steps); lower the learning rate "
+                    f"(--lr-scale) or check the data, then resume (--resume) from the last checkpoint.")
+            ctx.logger.scalars({"train/loss": mean, "train/lr": setup.optimizer.param_groups[0]["lr"]},
+                               progress.global_step)
+            bar.set_postfix(loss=f"{mean:.4f}")
+        if checkpoint:
+            save_job(ctx, setup, progress, ("last",))
+    bar.close()
+    if not setup.spec.scheduler.per_batch:
+        setup.scheduler.step()
+    return EpochResult(mean, time.time() - started)
+
+
+def end_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress, result: EpochResult) -> None:
+    """After an epoch: validate, extend the history, save "last" (and "best" when the monitored loss
+    improved on every earlier entry), and log the epoch."""
+    progress.epoch, progress.batches_done = progress.epoch + 1, 0
+    metrics = validate(ctx, setup.models, setup.val_loaders, setup.phase)
+    history = progress.history
+    for key in history:
+        history[key].append(metrics[key])
+    improved = metrics["monitor"] < min(history["monitor"][:-1])
+    if improved:
+        progress.best_epoch = progress.epoch
+    save_job(ctx, setup, progress, ("last", "best") if improved else ("last",))
+    ctx.logger.scalars({f"val/{k}": v for k, v in metrics.items()} |
+                       {"train/epoch_loss": result.loss, "time/epoch_s": result.seconds}, progress.global_step)
+    _log_predictions(ctx, setup.models, setup.val_loaders, progress.global_step)
+    log.info("%s epoch %d/%d: train %.4f, %s", setup.label, progress.epoch, setup.max_epochs, result.loss,
+             ", ".join(f"{k}-val {metrics[k]:.4f}" for k in history))
+
+
+def save_job(ctx: JobContext, setup: JobSetup, progress: JobProgress, pointers: tuple[str, ...]) -> None:
+    """Checkpoint the job (rank 0 only): weights, optimiser, scheduler, RNG and `progress`."""
+    if not ctx.rt.is_main:
+        return
+    cfg = ctx.cfg
+    meta = {"run_config": cfg.to_dict(), "models": cfg.models, "lora_rank": setup.lora_rank,
+            "phase": setup.phase.name, "job": setup.spec.name, "tags": setup.tags, "trainable": setup.trainable,
+            "epoch": progress.epoch, "batches_done": progress.batches_done, "global_step": progress.global_step,
+            "best_epoch": progress.best_epoch, "history": progress.history, "world_size": ctx.rt.world_size}
+    state = {"optimizer": setup.optimizer.state_dict(), "scheduler": setup.scheduler.state_dict(), "rng": rng_state()}
+    save_checkpoint(setup.folder, pointers, model_state(setup.models), meta, state)
 
 def _log_predictions(ctx: JobContext, models: nn.ModuleDict, loaders: dict, step: int) -> None:
     """Prediction-vs-truth grids of the first validation batch of each domain."""

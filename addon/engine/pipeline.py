@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import context
 from .errors import ConversionCancelled, PBRForgeError
 from .manifest import ENGINE_IO, Manifest, fixed_batch, load_manifest
 from .normalmaps import DETECTION_CROP, NORMAL_CONVENTIONS, decode_normal, detect_normal_convention, stores_no_z
@@ -244,19 +245,17 @@ class ConversionJob:
         classifier = converter.session("classifier")
         class_size = _fixed_hw(manifest.model("classifier").inputs["image"]["shape"],
                                manifest.context_max_side["classifier"])
-        outputs = classifier.run({"image": _resize_nchw(albedo, *class_size)})
+        image = albedo.transpose(2, 0, 1)[None]  # (1, 3, H, W), a view
+        outputs = classifier.run({"image": context.classifier_input(image, class_size, _resize_nchw)})
         logits = outputs["logits"][0]
         patch_logits = outputs["patch_logits"][0].transpose(1, 2, 0)  # (rows, cols, classes)
         scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
         material_scores = {name: float(p) for name, p in zip(manifest.material_classes, scores)}
-        # The segmenter's convolutions pad with zeros: feed it a wrap-padded image and crop, so its
-        # logits continue across the texture's edges like the texture does.
-        margin = manifest.unet_multiple
-        seg_size = _context_hw(height, width, manifest.context_max_side["metallic_seg"], margin)
-        seg_input = np.pad(_resize_nchw(albedo, *seg_size), ((0, 0), (0, 0), (margin, margin), (margin, margin)),
-                           mode="wrap")
-        metallic_logit = converter.session("metallic_seg").run(
-            {"image": seg_input})["metallic_logits"][0, :, margin:-margin, margin:-margin].transpose(1, 2, 0)
+        segmenter = converter.session("metallic_seg")
+        # The albedo is half precision here; the segmenter's (small) padded input goes in as float32.
+        metallic_logit = context.segment(lambda x: segmenter.run({"image": x.astype(np.float32)})["metallic_logits"],
+                                         image, manifest.context_max_side["metallic_seg"], manifest.unet_multiple,
+                                         _resize_nchw)[0].transpose(1, 2, 0)
         return material_scores, _condition_source(manifest, patch_logits, metallic_logit, height, width)
 
     def _tiled_maps(self, albedo, unit_normal, condition, specular, prior):
@@ -363,16 +362,9 @@ def _fixed_hw(shape: list, fallback: int) -> tuple:
     return fallback, fallback
 
 
-def _context_hw(height: int, width: int, max_side: int, multiple: int) -> tuple:
-    """The whole texture shrunk so its long side is at most max_side (never enlarged), each side
-    a multiple of `multiple`."""
-    scale = min(1.0, max_side / max(height, width))
-    return tuple(max(multiple, int(side * scale) // multiple * multiple) for side in (height, width))
-
-
 def _resize_nchw(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(H, W, C) -> (1, C, height, width), antialiased."""
-    return resize_antialiased(image, height, width).transpose(2, 0, 1)[None]
+    """(1, C, H, W) -> (1, C, height, width), antialiased (context.Resize for the engine)."""
+    return resize_antialiased(image[0].transpose(1, 2, 0), height, width).transpose(2, 0, 1)[None]
 
 
 def _specular_source(mask: np.ndarray | None):

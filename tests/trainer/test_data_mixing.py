@@ -115,13 +115,13 @@ def test_a_corrupt_file_is_replaced_and_reported(tmp_path):
     synth.write_skyrim_set(materials, tmp_path)
     broken = sorted((tmp_path / "inputs").rglob("*_n.dds"))[0]
     broken.write_bytes(broken.read_bytes()[:100])  # truncated
-    report = DataReport(journal=tmp_path / "skips.jsonl")
+    report = DataReport()
     cfg = {"mix": {"skyrim": 1.0}, "resolution": 32, "augment": True, "composite_2crop": 0.0, "composite_4crop": 0.0,
            "photometric_strength": 0.0, "samples_per_epoch": 9, "crop_size": 16}
     batches = list(build_loader(cfg, {"skyrim": SkyrimDataset.from_root(tmp_path, resolution=32)}, batch_size=3,
                                 epoch=0, seed=0, report=report))
     assert sum(len(b["domain"]) for b in batches) == 9
-    assert report.to_dict()["skipped_total"] >= 3 and DataReport.from_journal(tmp_path / "skips.jsonl").skipped
+    assert report.to_dict()["skipped_total"] >= 3  # the truncated file, each time the sampler drew it
     assert any("truncated" in reason or "corrupt" in reason for reason in report.skipped)
 
 

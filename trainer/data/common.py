@@ -5,11 +5,9 @@ derivatives, blurs, resizes and crops wrap around the edges, so nothing here cre
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -159,58 +157,30 @@ def as_gray(image: np.ndarray) -> np.ndarray:
     return image if image.ndim == 2 else image[..., 0]
 
 
-# ---------------------------------------------------------------- the per-run data report
+# ------------------------------------------------------------------------- the data report
 
 @dataclass
 class DataReport:
-    """What the readers skipped and why; written next to the run's logs (JSON)."""
+    """What the readers served and skipped, and why: `loader.dataset.report` of a training loader,
+    `dataset.report` of a reader. Every skip is also logged as a warning. Counted in the process that
+    reads: with DataLoader workers each worker counts in its own copy, so the warnings are the record."""
 
     loaded: Counter = field(default_factory=Counter)      # source -> samples served
     skipped: Counter = field(default_factory=Counter)     # reason -> count
     examples: dict = field(default_factory=dict)          # reason -> first few paths
     max_examples: int = 5
-    # DataLoader workers hold copies of the report: with a journal each skip is also appended there
-    # as one JSON line, and `from_journal` rebuilds the run's report in the main process.
-    journal: Path | None = None
 
     def ok(self, source: str) -> None:
         self.loaded[source] += 1
 
     def skip(self, path, reason: str) -> None:
         """Record one skipped file or sample. `reason` is a short sentence without the path."""
-        self._count(str(path), reason)
-        log.warning("skipped %s: %s", path, reason)
-        if self.journal is not None:
-            with open(self.journal, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"path": str(path), "reason": reason}) + "\n")
-
-    def _count(self, path: str, reason: str) -> None:
         self.skipped[reason] += 1
         paths = self.examples.setdefault(reason, [])
         if len(paths) < self.max_examples:
-            paths.append(path)
-
-    @classmethod
-    def from_journal(cls, journal) -> "DataReport":
-        report = cls()
-        if Path(journal).is_file():
-            for line in Path(journal).read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    report._count(entry["path"], entry["reason"])
-        return report
-
-    def merge(self, other: "DataReport") -> None:
-        self.loaded.update(other.loaded)
-        self.skipped.update(other.skipped)
-        for reason, paths in other.examples.items():
-            mine = self.examples.setdefault(reason, [])
-            mine.extend(p for p in paths if p not in mine)
-            del mine[self.max_examples:]
+            paths.append(str(path))
+        log.warning("skipped %s: %s", path, reason)
 
     def to_dict(self) -> dict:
         return {"loaded": dict(self.loaded), "skipped_total": sum(self.skipped.values()),
                 "skipped": dict(self.skipped), "examples": self.examples}
-
-    def write(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))

@@ -212,8 +212,8 @@ class MixedDataset(torch.utils.data.Dataset):
             except (PBRForgeError, OSError) as exc:
                 self.report.skip(f"{source}:{dataset.material_key(index)}", _reason(exc))
                 index = int(rng.choice(self.eligible[source]))
-        raise DataSourceError(f"{MAX_REPLACEMENTS} {source} files in a row could not be read; "
-                              "run `python -m trainer preflight` on the data and check the data report.")
+        raise DataSourceError(f"{MAX_REPLACEMENTS} {source} files in a row could not be read; run "
+                              "`python -m trainer preflight` on the data (the log's 'skipped' warnings name them).")
 
     def __getitem__(self, item: Item) -> dict:
         rng = np.random.default_rng(item.seed)
