@@ -76,7 +76,13 @@ def _run_command(args) -> int:
         raise PBRForgeError("Give the training data: --matsynth PATH and --skyrim PATH, --library LIB, or "
                             "--synthetic N for procedural data.")
     cfg = config_from_args(args)
-    exported = run_plan(cfg, resume=args.resume, force=args.force, only_phase=args.phase, export=not args.no_export)
+    try:
+        exported = run_plan(cfg, resume=args.resume, force=args.force, only_phase=args.phase,
+                            export=not args.no_export)
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()  # gloo's threads left running at exit abort the process
     if exported:
         print(f"Training finished; models exported to {exported}")
     return 0

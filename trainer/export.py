@@ -236,6 +236,8 @@ def _export_command(args) -> int:
     if (Path(args.run) / "run_state.json").is_file():  # a run folder: its full record
         from trainer.train import run_provenance
         provenance = run_provenance(Path(args.run))
+        # which job's weights these are (a run stopped inside D ships its latest finished job's)
+        provenance["checkpoint"] = checkpoint.path.resolve().relative_to(Path(args.run).resolve()).as_posix()
     else:
         provenance = {"run": Path(args.run).name, "run_config": run_config}
     manifest = export_models(models, args.out, provenance, opset=args.opset, fp16=args.fp16)

@@ -638,6 +638,7 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
     if rt.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(config_file, cfg.to_dict())
+        _keep_init_provenance(cfg, run_dir)
     logger = RunLogger(run_dir, enabled=rt.is_main, use_wandb=cfg.wandb, run_config=cfg.to_dict())
     from trainer.metrics import Lpips
     lpips = Lpips(device=rt.device)
@@ -731,6 +732,17 @@ def _run_folder_of(path: Path) -> Path | None:
     return None
 
 
+INIT_PROVENANCE = "init_from_provenance.json"
+
+
+def _keep_init_provenance(cfg: RunConfig, run_dir: Path) -> None:
+    """A run that starts from an exported models folder keeps that folder's provenance: the folder
+    (models/ itself, often) is overwritten when this run's models are exported."""
+    manifest = Path(cfg.init_from) / "manifest.json" if cfg.init_from else None
+    if manifest is not None and manifest.is_file() and not (run_dir / INIT_PROVENANCE).is_file():
+        write_json_atomic(run_dir / INIT_PROVENANCE, read_json(manifest).get("provenance", {}))
+
+
 def run_provenance(run_dir: Path) -> dict:
     """How a finished run made its models, for the manifest: plan, config, data sources (with the
     library's licences), every job's epochs, optimiser steps and wall time, the gates, and the
@@ -756,6 +768,8 @@ def run_provenance(run_dir: Path) -> dict:
     earlier = _run_folder_of(Path(cfg.init_from)) if cfg.init_from else None
     if earlier is not None and earlier.resolve() != run_dir.resolve():
         data["init_from_run"] = run_provenance(earlier)  # the weights' own history, recursively
+    elif (run_dir / INIT_PROVENANCE).is_file():  # started from an exported set: its recorded history
+        data["init_from_run"] = read_json(run_dir / INIT_PROVENANCE)
     return {"plan": cfg.plan_data.get("name", cfg.plan), "run": run_dir.name, "run_config": cfg.to_dict(),
             "data": data, "jobs": jobs, "gates": {k: v["passed"] for k, v in state["gates"].items()},
             "total_steps": sum(j["steps"] or 0 for j in jobs.values()),

@@ -199,6 +199,7 @@ def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_p
     assert main(["run", "--plan", plan, "--out", str(first), *SMALL_ARGS, "--epochs-scale", "0.34"]) == 0
     shipped = tmp_path / "models"  # what an export leaves beside the ONNX files
     write_trainable(resolve_checkpoint(first), shipped)
+    (shipped / "manifest.json").write_text(json.dumps({"provenance": {"run": "the-shipped-run"}}))
     second = tmp_path / "second"
     assert main(["run", "--plan", plan, "--out", str(second), *SMALL_ARGS, "--epochs-scale", "0.34",
                  "--init-from", str(shipped)]) == 0
@@ -208,6 +209,10 @@ def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_p
     # The shipped copy is half precision; the job started from exactly those values.
     assert all(torch.equal(start.weights()[k], v.to(start.weights()[k].dtype)) for k, v in expected.items())
     assert json.loads((second / "run_config.json").read_text())["init_from"] == str(shipped)
+    # Exporting the new models over that folder does not lose where the weights came from.
+    (shipped / "manifest.json").write_text(json.dumps({"provenance": {"run": "second"}}))
+    from trainer.train import run_provenance
+    assert run_provenance(second)["data"]["init_from_run"] == {"run": "the-shipped-run"}
 
 
 def test_train_is_an_alias_of_run_with_one_parser():
