@@ -6,13 +6,16 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
+from .engine.batch import FORMATS
 from .engine.manifest import default_models_dir
+from .engine.normalmaps import NORMAL_CONVENTIONS as ENGINE_NORMAL_CONVENTIONS
+from .engine.sessions import PROVIDER_CHOICES
 
-# Preference value -> provider name the engine's Converter takes.
-PROVIDERS = {"AUTO": "auto", "CPU": "cpu", "CUDA": "cuda", "DIRECTML": "directml", "COREML": "coreml"}
-# Preference value -> the batch runner's `fmt`.
-NAMING_PRESETS = {"BLENDER": "blender", "TRUEPBR": "truepbr", "BOTH": "both"}
-NORMAL_CONVENTIONS = {"AUTO": "auto", "DIRECTX": "directx", "OPENGL": "opengl"}
+# Preference value (Blender enums are upper case by convention) -> the engine's name. The engine's
+# tuples are the one definition; the EnumProperty items below add only labels (a test checks they match).
+PROVIDERS = {name.upper(): name for name in PROVIDER_CHOICES}
+NAMING_PRESETS = {name.upper(): name for name in FORMATS}   # -> the batch runner's `fmt`
+NORMAL_CONVENTIONS = {name.upper(): name for name in ENGINE_NORMAL_CONVENTIONS}
 
 
 class PBRForgePreferences(bpy.types.AddonPreferences):

@@ -23,6 +23,20 @@ def test_enable_disable_twice_registers_and_removes_everything(bpy, empty_scene)
         assert not hasattr(bpy.types.Material, "pbr_forge_source")
 
 
+def test_preference_choices_are_the_engines_own(bpy, empty_scene):
+    import addon_utils
+    from addon import preferences
+
+    addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
+    try:
+        rna = bpy.context.preferences.addons[ADDON_MODULE].preferences.bl_rna.properties
+        for prop, mapping in (("provider", preferences.PROVIDERS), ("naming_preset", preferences.NAMING_PRESETS),
+                              ("normal_convention", preferences.NORMAL_CONVENTIONS)):
+            assert sorted(item.identifier for item in rna[prop].enum_items) == sorted(mapping), prop
+    finally:
+        addon_utils.disable(ADDON_MODULE, default_set=True, handle_error=_raise)
+
+
 def test_disabling_the_addon_frees_the_onnxruntime_sessions(bpy, empty_scene):
     import addon_utils
 
