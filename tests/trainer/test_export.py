@@ -117,3 +117,17 @@ def test_the_map_names_have_one_definition_the_engine_and_the_trainer_share():
 
     assert contract.MAP_CHANNELS is manifest.ENGINE_MAPS
     assert not hasattr(sample, "MAP_NAMES")  # the sample schema uses contract.MAP_CHANNELS itself
+
+
+def test_fp16_export_writes_half_precision_variants_with_float32_io(tmp_path, torch_models):
+    from trainer.export import export_models
+
+    manifest = export_models(torch_models, tmp_path, provenance={"source": "test"}, fp16=True)
+    for name, entry in manifest["models"].items():
+        half = onnx.load(tmp_path / entry["fp16_file"])
+        assert entry["fp16_file"] == entry["file"].replace(".onnx", "_fp16.onnx")
+        weights = [t.data_type for t in half.graph.initializer if t.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+        assert weights.count(TensorProto.FLOAT16) > weights.count(TensorProto.FLOAT), name  # half inside
+        io = [v.type.tensor_type.elem_type for v in (*half.graph.input, *half.graph.output)]
+        assert set(io) <= {TensorProto.FLOAT, TensorProto.INT64}, name  # callers keep feeding float32
+        assert f"{name}_fp16" in manifest["provenance"]["export"]["parity_max_abs_diff"]  # parity-checked too
