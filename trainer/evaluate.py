@@ -62,12 +62,14 @@ def library_cases(lib, split: str = "heldout", size: int = DEFAULT_SIZE, seed: i
 
     dataset = LibraryDataset(lib, split=split, role="truth")
     for i in range(len(dataset)):
-        maps = {k: periodic_resize(v, size, size) for k, v in dataset.read_material(i).items()}
+        stored = dataset.read_material(i)
+        not_truth = dataset.not_truth(i, stored)  # judged on the stored material, as training judges it
+        maps = {k: periodic_resize(v, size, size) for k, v in stored.items()}
         maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
         mask = maps.pop("mask", None)
         rng = np.random.default_rng(stable_int(seed, dataset.material_key(i)))
         diffuse, normal_pixels = render_old_game(maps, rng)
-        for name in dataset.not_truth(i, maps):  # judged as a missing map, exactly as training skips it
+        for name in not_truth:  # judged as a missing map, exactly as training skips it
             del maps[name]
         yield Case(dataset.material_key(i), maps, diffuse, normal_pixels, None if mask is None else mask > 0.5)
 

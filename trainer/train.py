@@ -510,6 +510,7 @@ def save_job(ctx: JobContext, setup: JobSetup, progress: JobProgress, pointers: 
     state = {"optimizer": setup.optimizer.state_dict(), "scheduler": setup.scheduler.state_dict(), "rng": rng_state()}
     save_checkpoint(setup.folder, pointers, model_state(setup.models), meta, state)
 
+
 def _log_predictions(ctx: JobContext, models: nn.ModuleDict, loaders: dict, step: int) -> None:
     """Prediction-vs-truth grids of the first validation batch of each domain."""
     if not ctx.rt.is_main or ctx.logger.writer is None:
