@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from addon.engine.brdf import brdf_cosine, render_ggx
+from addon.engine.brdf import cosine_of, render_ggx, render_products
 from addon.engine.priors import standardise
 from trainer import metrics
 from trainer.baselines import classic_baseline, identity_baseline
@@ -127,10 +127,10 @@ def map_scores(prediction: dict, case: Case, lpips=None) -> dict[str, dict[str, 
     return scores
 
 
-def _render_set(cases: list[Case], predictions: list[dict]) -> dict:
-    """All materials side by side as one wide set, each with the true normal (BRDF-cosine of the set)."""
-    return {name: np.concatenate([case.truth["normal"] if name == "normal" else np.asarray(p[name], np.float32)
-                                  for case, p in zip(cases, predictions)], axis=1) for name in BRDF_MAPS}
+def _with_true_normal(case: Case, maps: dict) -> dict:
+    """The BRDF maps of a prediction (or the truth), shaded with the true normal."""
+    return {name: case.truth["normal"] if name == "normal" else np.asarray(maps[name], np.float32)
+            for name in BRDF_MAPS}
 
 
 def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet=None,
@@ -141,7 +141,7 @@ def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet
 
     converter = Converter(models_dir, provider=provider)
     lpips = metrics.Lpips(lpips_weights)
-    per_material, brdf_cases, brdf_predictions = [], [], {m: [] for m in METHODS}
+    per_material, brdf_materials, brdf_products = [], 0, {m: np.zeros(3) for m in METHODS}
     sheet_rows = []
     for case in cases:
         normal_pixels = case.normal_pixels[..., :3] if without_specular else case.normal_pixels
@@ -156,29 +156,28 @@ def evaluate(models_dir, cases, provider: str = "cpu", lpips_weights=None, sheet
                              **{m: map_scores(p, case, lpips if lpips.available else None)
                                 for m, p in predictions.items()}})
         if all(case.truth.get(k) is not None for k in BRDF_MAPS):
-            brdf_cases.append(case)
-            truth_render = _render_set([case], [case.truth])
+            brdf_materials += 1
+            truth = _with_true_normal(case, case.truth)
             per_material[-1]["brdf_cosine"] = {}
             for method, prediction in predictions.items():
-                brdf_predictions[method].append(prediction)
-                per_material[-1]["brdf_cosine"][method] = brdf_cosine(_render_set([case], [prediction]), truth_render)
+                products = render_products(_with_true_normal(case, prediction), truth)
+                brdf_products[method] += products  # the set's cosine: all materials side by side
+                per_material[-1]["brdf_cosine"][method] = cosine_of(products)
         if sheet is not None:
             sheet_rows.append(_sheet_row(case, predictions["models"]))
     if not per_material:
         raise ValueError("no materials to evaluate")
     report = summarise(per_material)
     report["lpips"] = "computed" if lpips.available else lpips.reason
-    if brdf_cases:
-        truth_set = _render_set(brdf_cases, [c.truth for c in brdf_cases])
-        report["brdf_cosine"] = {m: brdf_cosine(_render_set(brdf_cases, preds), truth_set)
-                                 for m, preds in brdf_predictions.items()}
+    if brdf_materials:
+        report["brdf_cosine"] = {m: cosine_of(products) for m, products in brdf_products.items()}
         # The set's cosine weighs materials by their rendered energy (glossy highlights dominate);
         # the mean of the per-material cosines weighs each material once, as the RMSE means do.
         report["brdf_cosine_material_mean"] = {
             m: float(np.mean([row["brdf_cosine"][m] for row in per_material if "brdf_cosine" in row]))
             for m in METHODS}
-    report["brdf_materials"] = len(brdf_cases)
-    if brdf_cases:
+    report["brdf_materials"] = brdf_materials
+    if brdf_materials:
         report["meets_targets"] = bool(
             all(r <= TARGETS["ratio_to_best_baseline"] for r in report["ratio_to_best_baseline"].values())
             and report["brdf_cosine"]["models"] >= TARGETS["brdf_cosine"])

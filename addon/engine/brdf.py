@@ -72,16 +72,26 @@ def hemisphere_directions(count: int, seed: int = 0) -> np.ndarray:
     return _unit(directions)
 
 
-def brdf_cosine(maps_a: dict, maps_b: dict, n_dirs: int = 16, seed: int = 0) -> float:
-    """Cosine similarity of the flattened renders of two sets under the same `n_dirs` seeded
-    light/view pairs. Maps dicts need albedo (sRGB), normal, roughness, metallic."""
+def render_products(maps_a: dict, maps_b: dict, n_dirs: int = 16, seed: int = 0) -> np.ndarray:
+    """(a·b, a·a, b·b) of the flattened renders of two sets under the same `n_dirs` seeded light/view
+    pairs. Maps dicts need albedo (sRGB), normal, roughness, metallic. Products of several materials
+    add up to those of the materials side by side, so a collection's cosine needs no second render."""
     lights = hemisphere_directions(n_dirs, seed)
     views = hemisphere_directions(n_dirs, seed + 1)
-    dot = norm_a = norm_b = 0.0
+    products = np.zeros(3)
     for light, view in zip(lights, views):
         render_a = render_ggx(maps_a["albedo"], maps_a["normal"], maps_a["roughness"], maps_a["metallic"], light, view)
         render_b = render_ggx(maps_b["albedo"], maps_b["normal"], maps_b["roughness"], maps_b["metallic"], light, view)
-        dot += float(np.sum(render_a * render_b))
-        norm_a += float(np.sum(render_a * render_a))
-        norm_b += float(np.sum(render_b * render_b))
+        products += (np.sum(render_a * render_b), np.sum(render_a * render_a), np.sum(render_b * render_b))
+    return products
+
+
+def cosine_of(products: np.ndarray) -> float:
+    """The cosine similarity that render_products (or a sum of them) describes."""
+    dot, norm_a, norm_b = (float(v) for v in products)
     return dot / max(np.sqrt(norm_a * norm_b), 1e-12)
+
+
+def brdf_cosine(maps_a: dict, maps_b: dict, n_dirs: int = 16, seed: int = 0) -> float:
+    """Cosine similarity of the flattened renders of two sets (render_products)."""
+    return cosine_of(render_products(maps_a, maps_b, n_dirs, seed))
