@@ -57,6 +57,14 @@ def test_matsynth_full_crop_at_source_size_is_the_stored_material_shifted_with_w
     np.testing.assert_allclose(height, m.height, atol=1 / 65535)
 
 
+def test_matsynth_crop_takes_its_height_prior_from_the_whole_texture(tmp_path, materials):
+    synth.write_matsynth_shards([m for m in materials if m.category == "ground"], tmp_path)  # has relief
+    dataset = MatSynthDataset(tmp_path, resolution=32)
+    whole = dataset.load(0, np.random.default_rng(2), (32, 32))
+    window = dataset.load(0, np.random.default_rng(2), (12, 20))
+    np.testing.assert_allclose(window["height_prior"], whole["height_prior"][:, :12, :20], atol=1e-6)
+
+
 def test_matsynth_licence_filter_tags_and_basecolor_fallback(tmp_path, materials):
     rows = _rows(materials[:3])
     rows[0]["metadata"]["license"] = "cc-by"

@@ -222,6 +222,20 @@ def test_truth_samples_get_old_game_inputs_rendered_from_the_truth(tmp_path):
     assert abs(float(sample["diffuse"].mean() - sample["albedo"].mean())) < 0.25
 
 
+def test_a_crop_is_a_window_of_the_whole_textures_inputs_and_height_prior(tmp_path):
+    # Conversion renders nothing and integrates the whole texture; a training crop must see the same
+    # pixels: with the same draws, a small crop is the corner of the texture-sized one.
+    m = _material(4, "stone")
+    licence(tmp_path / "src")
+    poly_haven_set(tmp_path / "src" / "s", "stone", m)
+    import_library(tmp_path / "src", tmp_path / "lib")
+    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    whole = dataset.load(0, np.random.default_rng(5), (SIZE, SIZE), resolution=SIZE)
+    window = dataset.load(0, np.random.default_rng(5), (24, 40), resolution=SIZE)
+    for key in ("diffuse", "normal", "height_prior", "maps"):
+        np.testing.assert_allclose(window[key], whole[key][:, :24, :40], atol=1e-6, err_msg=key)
+
+
 def test_debian_copyright_states_each_files_licence(tmp_path):
     copyright_file = tmp_path / "copyright"
     copyright_file.write_text(

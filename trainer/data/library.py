@@ -41,7 +41,7 @@ from addon.engine.priors import normal_slopes
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
 from trainer.data.matsynth import DataSourceError
 from trainer.data.mixing import stable_int
-from trainer.data.sample import DOMAIN_MATSYNTH, DOMAIN_SKYRIM, make_sample
+from trainer.data.sample import DOMAIN_MATSYNTH, DOMAIN_SKYRIM, cropped_height_prior, make_sample
 
 log = logging.getLogger(__name__)
 
@@ -808,20 +808,28 @@ class LibraryDataset:
         scale = r / max(first.shape[:2])
         shape = (max(size[0], round(first.shape[0] * scale)), max(size[1], round(first.shape[1] * scale)))
         maps = {k: periodic_resize(v, *shape) for k, v in maps.items()}
-        top, left = self._crop_origin(maps.get("mask"), shape, size, rng)
-        maps = {k: wrap_crop(v, top, left, *size) for k, v in maps.items()}
         if "normal" in maps:
             maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
+        top, left = self._crop_origin(maps.get("mask"), shape, size, rng)
+
+        def crop(image):
+            return None if image is None else wrap_crop(image, top, left, *size)
+
         if self.role == "old_game":
             # Old-game sets have no PBR truth, but their own height map (where one exists) is a real target.
-            return make_sample(maps["diffuse"], maps["normal"], domain=self.domain, specular=maps.get("specular"),
-                               maps={"height": None if "height" in excluded else maps.get("height")})
+            return make_sample(crop(maps["diffuse"]), crop(maps["normal"]), domain=self.domain,
+                               specular=crop(maps.get("specular")),
+                               maps={"height": None if "height" in excluded else crop(maps.get("height"))},
+                               prior=cropped_height_prior(maps["normal"], top, left, *size))
         from trainer.data.degrade import render_old_game
+        # The input is rendered from the whole texture, as a game's texture is whole, then cropped.
         diffuse, normal_pixels = render_old_game(maps, rng, self.degradation)
         normal = decode_normal(normal_pixels[..., :3], directx=True)
         specular = normal_pixels[..., 3] if normal_pixels.shape[-1] == 4 else None
-        targets = {k: None if k in excluded else maps.get(k) for k in ("roughness", "metallic", "ao", "height")}
-        return make_sample(diffuse, normal, domain=self.domain, specular=specular, albedo=maps["albedo"], maps=targets)
+        targets = {k: None if k in excluded else crop(maps.get(k)) for k in ("roughness", "metallic", "ao", "height")}
+        return make_sample(crop(diffuse), crop(normal), domain=self.domain, specular=crop(specular),
+                           albedo=crop(maps["albedo"]), maps=targets,
+                           prior=cropped_height_prior(normal, top, left, *size))
 
     @staticmethod
     def _crop_origin(mask, shape, size, rng) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from trainer import contract
 from trainer.data.common import (
     DataReport, ao_from_height, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
 )
-from trainer.data.sample import DOMAIN_MATSYNTH, make_sample
+from trainer.data.sample import DOMAIN_MATSYNTH, cropped_height_prior, make_sample
 
 DEFAULT_LICENSES = ("cc0",)
 INDEX_COLUMNS = ("name", "category", "metadata")
@@ -183,7 +183,8 @@ class MatSynthDataset:
         def fit(image):
             return wrap_crop(periodic_resize(image, r, r), top, left, *size)
 
-        normal = fit(maps["normal"])
+        whole_normal = periodic_resize(maps["normal"], r, r)
+        whole_normal /= np.linalg.norm(whole_normal, axis=-1, keepdims=True).clip(1e-6)
         height = fit(maps["height"]) if maps["height"] is not None else None
         # AO from the height at the phase resolution, before cropping, so that it wraps correctly.
         ao = (wrap_crop(ao_from_height(periodic_resize(maps["height"], r, r), self.ao_depth_px), top, left, *size)
@@ -191,6 +192,7 @@ class MatSynthDataset:
         sample_maps = {"roughness": fit(maps["roughness"]) if maps["roughness"] is not None else None,
                        "metallic": fit(maps["metallic"]) if maps["metallic"] is not None else None,
                        "ao": ao, "height": height}
-        return make_sample(fit(maps["diffuse"]), normal / np.linalg.norm(normal, axis=-1, keepdims=True).clip(1e-6),
+        return make_sample(fit(maps["diffuse"]), wrap_crop(whole_normal, top, left, *size),
                            domain=self.domain, albedo=fit(maps["albedo"]), maps=sample_maps,
-                           labels=self.entries[index].labels)
+                           labels=self.entries[index].labels,
+                           prior=cropped_height_prior(whole_normal, top, left, *size))

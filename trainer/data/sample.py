@@ -16,8 +16,9 @@ import numpy as np
 import torch
 
 from addon.engine.priors import height_prior, specular_input
+from addon.engine.tiling import resize_wrap
 from trainer.contract import DOMAINS, MAP_CHANNELS, VALID_TARGETS
-from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, labels_vector
+from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, labels_vector, wrap_crop
 
 DOMAIN_MATSYNTH = DOMAINS.index("matsynth")
 DOMAIN_SKYRIM = DOMAINS.index("skyrim")
@@ -31,14 +32,29 @@ def _chw(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
+def texture_height_prior(normal: np.ndarray) -> np.ndarray:
+    """The height prior of a whole texture (H, W, 3 OpenGL unit normals) at its own pixels, as
+    conversion computes it: integrated over the whole texture (shrunk to PRIOR_MAX_SIDE), then
+    resampled with wrap-around."""
+    prior = height_prior(normal)
+    return prior if prior.shape == normal.shape[:2] else resize_wrap(prior, *normal.shape[:2])
+
+
+def cropped_height_prior(normal: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The crop (wrap-around) of the whole texture's height prior. A crop is not periodic: integrating
+    it alone would bend its borders and drop its large-scale slope, errors that conversion, which
+    integrates the whole texture, never shows."""
+    return wrap_crop(texture_height_prior(normal), top, left, height, width)
+
+
 def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, specular: np.ndarray | None = None,
                 albedo: np.ndarray | None = None, maps: dict[str, np.ndarray] | None = None,
-                labels=None) -> dict[str, torch.Tensor]:
+                labels=None, prior: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """Build a sample from HxW[xC] arrays. `specular` is the old normal map's alpha (None when it has
-    none); the networks' specular and height-prior inputs are derived here exactly as the add-on
-    derives them (addon/engine/priors.py), treating the sample as a whole texture. Absent targets are
-    zeros with valid = 0; the metallic mask is metallic > METALLIC_MASK_THRESHOLD and valid whenever
-    metallic is."""
+    none); the networks' specular input is derived here exactly as the add-on derives it
+    (addon/engine/priors.py). `prior` is the height prior of the texture the sample was cropped from
+    (cropped_height_prior); None treats the sample as a whole texture. Absent targets are zeros with
+    valid = 0; the metallic mask is metallic > METALLIC_MASK_THRESHOLD and valid whenever metallic is."""
     h, w = diffuse.shape[:2]
     maps = maps or {}
     zeros = np.zeros((h, w), np.float32)
@@ -58,7 +74,7 @@ def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, specula
         "diffuse": _chw(diffuse),
         "normal": _chw(normal),
         "specular": _chw(specular_input(specular, h, w)),
-        "height_prior": _chw(height_prior(normal)),
+        "height_prior": _chw(texture_height_prior(normal) if prior is None else prior),
         "albedo": _chw(albedo if albedo is not None else np.zeros((h, w, 3), np.float32)),
         "maps": _chw(np.stack([maps.get(n) if maps.get(n) is not None else zeros for n in MAP_CHANNELS], -1)),
         "metallic_mask": _chw((metallic > METALLIC_MASK_THRESHOLD).astype(np.float32)

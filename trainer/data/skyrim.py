@@ -22,7 +22,7 @@ from trainer.data.common import (
     DataReport, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
 )
 from trainer.data.matsynth import DataSourceError
-from trainer.data.sample import DOMAIN_SKYRIM, make_sample
+from trainer.data.sample import DOMAIN_SKYRIM, cropped_height_prior, make_sample
 
 PREFLIGHT_FILE = "preflight.json"
 DUPLICATES_DIR = "duplicates"
@@ -178,10 +178,11 @@ class SkyrimDataset:
         def fit(image):
             return None if image is None else wrap_crop(periodic_resize(image, rh, rw), top, left, *size)
 
-        normal = fit(m["normal"])
-        normal = normal / np.linalg.norm(normal, axis=-1, keepdims=True).clip(1e-6)
+        whole_normal = periodic_resize(m["normal"], rh, rw)
+        whole_normal /= np.linalg.norm(whole_normal, axis=-1, keepdims=True).clip(1e-6)
         pair = self.pairs[index]
         maps = {k: fit(m[k]) for k in MAP_CHANNELS}
-        return make_sample(fit(m["diffuse"]), normal, domain=self.domain, specular=fit(m["specular"]),
-                           albedo=fit(m["albedo"]), maps=maps,
-                           labels=None if pair.identity else self.labels_of(index))
+        return make_sample(fit(m["diffuse"]), wrap_crop(whole_normal, top, left, *size), domain=self.domain,
+                           specular=fit(m["specular"]), albedo=fit(m["albedo"]), maps=maps,
+                           labels=None if pair.identity else self.labels_of(index),
+                           prior=cropped_height_prior(whole_normal, top, left, *size))
