@@ -236,6 +236,24 @@ def test_a_crop_is_a_window_of_the_whole_textures_inputs_and_height_prior(tmp_pa
         np.testing.assert_allclose(window[key], whole[key][:, :24, :40], atol=1e-6, err_msg=key)
 
 
+def test_a_material_is_decoded_once_and_its_cached_maps_stay_unchanged(tmp_path, monkeypatch):
+    m = _material(6, "wood")
+    licence(tmp_path / "src")
+    poly_haven_set(tmp_path / "src" / "w", "wood", m)
+    import_library(tmp_path / "src", tmp_path / "lib")
+    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    reads = []
+    read = dataset.read_material
+    monkeypatch.setattr(dataset, "read_material", lambda i: reads.append(i) or read(i))
+    first = dataset.load(0, np.random.default_rng(3), (SIZE, SIZE), resolution=SIZE)
+    first["albedo"] += 1.0  # a sample is the caller's to change
+    again = dataset.load(0, np.random.default_rng(3), (SIZE, SIZE), resolution=SIZE)
+    assert reads == [0]
+    np.testing.assert_allclose(first["albedo"] - 1.0, again["albedo"], atol=1e-6)
+    dataset.load(0, np.random.default_rng(3), (16, 16), resolution=SIZE // 2)  # another size: read
+    assert reads == [0, 0]
+
+
 def test_debian_copyright_states_each_files_licence(tmp_path):
     copyright_file = tmp_path / "copyright"
     copyright_file.write_text(

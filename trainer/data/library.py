@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -739,6 +740,12 @@ def unusable_truth(entry: dict, maps: dict[str, np.ndarray]) -> list[str]:
     return drop
 
 
+def _resized_shape(stored: tuple[int, int], resolution: int, size: tuple[int, int]) -> tuple[int, int]:
+    """A stored material's shape with its longer side at `resolution`, no side below the crop's."""
+    scale = resolution / max(stored)
+    return max(size[0], round(stored[0] * scale)), max(size[1], round(stored[1] * scale))
+
+
 class LibraryDataset:
     """Materials of a library as a training source (trainer.data.sample interface).
 
@@ -748,7 +755,7 @@ class LibraryDataset:
     """
 
     def __init__(self, lib, *, split: str = "train", role: str = "truth", resolution: int = 1024,
-                 report: DataReport | None = None):
+                 report: DataReport | None = None, cache_bytes: int = 2 << 30):
         from trainer.data.degrade import DEFAULT
         self.lib = Path(lib)
         index_path = self.lib / INDEX_FILE
@@ -767,6 +774,11 @@ class LibraryDataset:
                         if m["split"] == split and m["role"] == role]
         self._heldout = set(index.get("heldout", ()))
         self._not_truth: dict[int, list[str]] = {}
+        # Decoding and resizing a material costs more than rendering and cropping it: the resized
+        # materials are kept (read-only), least recently used dropped first, within cache_bytes.
+        self._resized: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+        self._cache_bytes, self._cached_bytes = int(cache_bytes), 0
+        self._stored_shape: dict[int, tuple[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -801,16 +813,9 @@ class LibraryDataset:
     def load(self, index: int, rng: np.random.Generator, size: tuple[int, int], resolution: int | None = None) -> dict:
         """One sample: the material resized whole to `resolution` (longer side), a crop of `size` (wrap-
         around for tiling materials; inside the used area for atlases), inputs rendered for truth."""
-        maps = self.read_material(index)
-        excluded = self.not_truth(index, maps)
-        first = next(iter(maps.values()))
-        r = int(resolution or self.resolution)
-        scale = r / max(first.shape[:2])
-        shape = (max(size[0], round(first.shape[0] * scale)), max(size[1], round(first.shape[1] * scale)))
-        maps = {k: periodic_resize(v, *shape) for k, v in maps.items()}
-        if "normal" in maps:
-            maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
-        top, left = self._crop_origin(maps.get("mask"), shape, size, rng)
+        maps = self._material_at(index, int(resolution or self.resolution), size)
+        excluded = self._not_truth[index]
+        top, left = self._crop_origin(maps.get("mask"), next(iter(maps.values())).shape[:2], size, rng)
 
         def crop(image):
             return None if image is None else wrap_crop(image, top, left, *size)
@@ -830,6 +835,31 @@ class LibraryDataset:
         return make_sample(crop(diffuse), crop(normal), domain=self.domain, specular=crop(specular),
                            albedo=crop(maps["albedo"]), maps=targets,
                            prior=cropped_height_prior(normal, top, left, *size))
+
+    def _material_at(self, index: int, resolution: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """The material resized whole so its longer side is `resolution` (and no side below the crop),
+        unit normals; judged for truth (not_truth) on the stored maps the first time it is read."""
+        stored = self._stored_shape.get(index)
+        if stored is not None:
+            key = (index, *_resized_shape(stored, resolution, size))
+            if key in self._resized:
+                self._resized.move_to_end(key)
+                return self._resized[key]
+        maps = self.read_material(index)
+        self.not_truth(index, maps)
+        stored = self._stored_shape[index] = next(iter(maps.values())).shape[:2]
+        shape = _resized_shape(stored, resolution, size)
+        maps = {k: periodic_resize(v, *shape) for k, v in maps.items()}
+        if "normal" in maps:
+            maps["normal"] = maps["normal"] / np.linalg.norm(maps["normal"], axis=-1, keepdims=True).clip(1e-6)
+        for image in maps.values():
+            image.flags.writeable = False  # shared by every later sample of the material
+        self._resized[(index, *shape)] = maps
+        self._cached_bytes += sum(image.nbytes for image in maps.values())
+        while self._cached_bytes > self._cache_bytes and len(self._resized) > 1:
+            _, dropped = self._resized.popitem(last=False)
+            self._cached_bytes -= sum(image.nbytes for image in dropped.values())
+        return maps
 
     @staticmethod
     def _crop_origin(mask, shape, size, rng) -> tuple[int, int]:
