@@ -209,12 +209,16 @@ def test_split_holds_out_tiling_materials_for_good_and_training_never_reads_them
         train.read_material(len(train) - 1)
 
 
-def test_truth_samples_get_old_game_inputs_rendered_from_the_truth(tmp_path):
-    m = _material(9, "wood")
+def _one_material_heldout(tmp_path, m):
+    """A library of one Poly Haven set (held out, being the only tiling material) as a dataset."""
     licence(tmp_path / "src")
-    poly_haven_set(tmp_path / "src" / "w", "wood", m)
+    poly_haven_set(tmp_path / "src" / m.category, m.category, m)
     import_library(tmp_path / "src", tmp_path / "lib")
-    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    return library.LibraryDataset(tmp_path / "lib", split="heldout")
+
+
+def test_truth_samples_get_old_game_inputs_rendered_from_the_truth(tmp_path):
+    dataset = _one_material_heldout(tmp_path, _material(9, "wood"))
     sample = dataset.load(0, np.random.default_rng(1), (32, 32), resolution=SIZE)
     assert sample["valid"].tolist()[:5] == [1.0] * 5
     assert sample["diffuse"].shape == sample["albedo"].shape == (3, 32, 32)
@@ -225,11 +229,7 @@ def test_truth_samples_get_old_game_inputs_rendered_from_the_truth(tmp_path):
 def test_a_crop_is_a_window_of_the_whole_textures_inputs_and_height_prior(tmp_path):
     # Conversion renders nothing and integrates the whole texture; a training crop must see the same
     # pixels: with the same draws, a small crop is the corner of the texture-sized one.
-    m = _material(4, "stone")
-    licence(tmp_path / "src")
-    poly_haven_set(tmp_path / "src" / "s", "stone", m)
-    import_library(tmp_path / "src", tmp_path / "lib")
-    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    dataset = _one_material_heldout(tmp_path, _material(4, "stone"))
     whole = dataset.load(0, np.random.default_rng(5), (SIZE, SIZE), resolution=SIZE)
     window = dataset.load(0, np.random.default_rng(5), (24, 40), resolution=SIZE)
     for key in ("diffuse", "normal", "height_prior", "maps"):
@@ -237,11 +237,7 @@ def test_a_crop_is_a_window_of_the_whole_textures_inputs_and_height_prior(tmp_pa
 
 
 def test_a_material_is_decoded_once_and_its_cached_maps_stay_unchanged(tmp_path, monkeypatch):
-    m = _material(6, "wood")
-    licence(tmp_path / "src")
-    poly_haven_set(tmp_path / "src" / "w", "wood", m)
-    import_library(tmp_path / "src", tmp_path / "lib")
-    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    dataset = _one_material_heldout(tmp_path, _material(6, "wood"))
     reads = []
     read = dataset.read_material
     monkeypatch.setattr(dataset, "read_material", lambda i: reads.append(i) or read(i))
