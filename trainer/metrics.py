@@ -1,13 +1,8 @@
 """Evaluation metrics and the torch GGX renderer (NCHW tensors, maps in [0, 1]).
 
-render_ggx is the twin of addon/engine/brdf.py's numpy version (same signature in HxWxC, same
-formula; tests/trainer/test_losses_metrics.py compares them):
-    base sRGB -> linear; r = max(roughness, 0.04); alpha = r^2
-    D = alpha^2 / (pi ((n.h)^2 (alpha^2 - 1) + 1)^2)
-    k = (r + 1)^2 / 8;  G1(x) = x / (x (1 - k) + k);  G = G1(n.l) G1(n.v)
-    F0 = lerp(0.04, base, metallic);  F = F0 + (1 - F0)(1 - v.h)^5
-    diffuse = (1 - F)(1 - metallic) base / pi;  specular = D G F / (4 n.l n.v + 1e-4)
-    radiance = (diffuse + specular) n.l, with n.l and n.v clamped at 0.
+render_ggx prepares torch tensors for addon/engine/brdf.py's `ggx_radiance`, the one copy of the
+formula (documented there), which numpy's render_ggx also calls; tests/trainer/test_losses_metrics.py
+compares the two renderers.
 """
 from __future__ import annotations
 
@@ -18,8 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-# The GGX constants have one home, the numpy twin's.
-from addon.engine.brdf import DIELECTRIC_F0, MIN_ROUGHNESS
+# The GGX formula and its constants have one home, addon/engine/brdf.py.
+from addon.engine.brdf import MIN_ROUGHNESS, ggx_radiance
 # torchvision's AlexNet weights, the backbone LPIPS needs (its own linear heads ship in the wheel).
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
@@ -53,15 +48,7 @@ def render_ggx(base_srgb: torch.Tensor, normal: torch.Tensor, roughness: torch.T
     n_dot_v = (n * v).sum(1, keepdim=True).clamp_min(0.0)
     n_dot_h = (n * h).sum(1, keepdim=True)
     v_dot_h = (v * h).sum().clamp(0.0, 1.0)
-    alpha2 = (r * r) ** 2
-    d = alpha2 / (math.pi * (n_dot_h ** 2 * (alpha2 - 1.0) + 1.0) ** 2)
-    k = (r + 1.0) ** 2 / 8.0
-    g = (n_dot_l / (n_dot_l * (1.0 - k) + k)) * (n_dot_v / (n_dot_v * (1.0 - k) + k))
-    f0 = DIELECTRIC_F0 * (1.0 - metallic) + base * metallic
-    fresnel = f0 + (1.0 - f0) * (1.0 - v_dot_h) ** 5
-    diffuse = (1.0 - fresnel) * (1.0 - metallic) * base / math.pi
-    specular = d * g * fresnel / (4.0 * n_dot_l * n_dot_v + 1e-4)
-    return (diffuse + specular) * n_dot_l
+    return ggx_radiance(base, r, metallic, n_dot_l, n_dot_v, n_dot_h, v_dot_h)
 
 
 def hemisphere_directions(count: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """GGX / Cook-Torrance shading in numpy, and the BRDF-cosine similarity of two PBR sets.
 
-trainer/metrics.py has the torch twin of `render_ggx` with the same formula (a test compares
-them): keep both in step. Formula (Karis 2013):
+`ggx_radiance` is the formula alone, in arithmetic that numpy arrays and torch tensors share:
+`render_ggx` (numpy, evaluation and the add-on's check) and trainer/metrics.py (torch, the render
+loss) both call it. Formula (Karis 2013):
     base sRGB -> linear; r = max(roughness, 0.04); alpha = r^2
     D = alpha^2 / (pi ((n.h)^2 (alpha^2 - 1) + 1)^2)
     k = (r + 1)^2 / 8;  G1(x) = x / (x (1 - k) + k);  G = G1(n.l) G1(n.v)
@@ -10,6 +11,8 @@ them): keep both in step. Formula (Karis 2013):
     radiance = (diffuse + specular) n.l, with n.l and n.v clamped at 0.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -24,6 +27,20 @@ def _unit(vector) -> np.ndarray:
     return vector / np.linalg.norm(vector, axis=-1, keepdims=True)
 
 
+def ggx_radiance(base, r, metallic, n_dot_l, n_dot_v, n_dot_h, v_dot_h):
+    """The radiance of the module's formula from linear base colour, clamped roughness r and the
+    clamped dot products (numpy arrays or torch tensors, broadcast against each other)."""
+    alpha2 = (r * r) ** 2
+    d = alpha2 / (math.pi * (n_dot_h ** 2 * (alpha2 - 1.0) + 1.0) ** 2)
+    k = (r + 1.0) ** 2 / 8.0
+    g = (n_dot_l / (n_dot_l * (1.0 - k) + k)) * (n_dot_v / (n_dot_v * (1.0 - k) + k))
+    f0 = DIELECTRIC_F0 * (1.0 - metallic) + base * metallic
+    fresnel = f0 + (1.0 - f0) * (1.0 - v_dot_h) ** 5
+    diffuse = (1.0 - fresnel) * (1.0 - metallic) * base / math.pi
+    specular = d * g * fresnel / (4.0 * n_dot_l * n_dot_v + 1e-4)
+    return (diffuse + specular) * n_dot_l
+
+
 def render_ggx(base_srgb, normal, roughness, metallic, light_dir, view_dir) -> np.ndarray:
     """(H, W, 3) radiance of a surface lit by a unit directional light (tangent space, z = out)."""
     base = srgb_to_linear(np.asarray(base_srgb, dtype=np.float64))
@@ -36,15 +53,7 @@ def render_ggx(base_srgb, normal, roughness, metallic, light_dir, view_dir) -> n
     n_dot_v = np.clip(n @ v, 0.0, None)[..., None]
     n_dot_h = (n @ h)[..., None]
     v_dot_h = float(np.clip(v @ h, 0.0, 1.0))
-    alpha2 = (r * r) ** 2
-    d = alpha2 / (np.pi * (n_dot_h ** 2 * (alpha2 - 1.0) + 1.0) ** 2)
-    k = (r + 1.0) ** 2 / 8.0
-    g = (n_dot_l / (n_dot_l * (1.0 - k) + k)) * (n_dot_v / (n_dot_v * (1.0 - k) + k))
-    f0 = DIELECTRIC_F0 * (1.0 - m) + base * m
-    f = f0 + (1.0 - f0) * (1.0 - v_dot_h) ** 5
-    diffuse = (1.0 - f) * (1.0 - m) * base / np.pi
-    specular = d * g * f / (4.0 * n_dot_l * n_dot_v + 1e-4)
-    return (diffuse + specular) * n_dot_l
+    return ggx_radiance(base, r, m, n_dot_l, n_dot_v, n_dot_h, v_dot_h)
 
 
 def render_blinn_phong(diffuse_srgb, normal, specular_mask, light_dir, view_dir,
