@@ -48,7 +48,7 @@ def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 def classifier_input(albedo: torch.Tensor) -> torch.Tensor:
     """The albedo squashed to the ViT's fixed square input, as the add-on gives it (addon/engine/context.py)."""
-    return context.classifier_input(albedo, (CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE), _resize)
+    return _resize(albedo, CLASSIFIER_INPUT_SIZE, CLASSIFIER_INPUT_SIZE)
 
 
 def segment(segmenter: nn.Module, albedo: torch.Tensor) -> torch.Tensor:

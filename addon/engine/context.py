@@ -2,11 +2,11 @@
 conversion (pipeline.py, NumPy arrays, ONNX sessions) and training (trainer/objective.py, torch
 tensors on the GPU) use, so the networks are trained on the pixels they are later given.
 
-The classifier sees the whole albedo squashed to its fixed square input. The metallic segmenter
-sees the albedo shrunk so its long side is at most max_side (never enlarged), each side a multiple
-of the UNet stride; its convolutions pad with zeros, so it is fed the image wrap-padded by one
-stride on every side and its logits are cropped back: they continue across the texture's edges
-like the texture does.
+The classifier sees the whole albedo squashed to its fixed square input: one call of the resize
+below, which each caller makes itself. The metallic segmenter sees the albedo shrunk so its long
+side is at most max_side (never enlarged), each side a multiple of the UNet stride; its
+convolutions pad with zeros, so it is fed the image wrap-padded by one stride on every side and its
+logits are cropped back: they continue across the texture's edges like the texture does.
 
 Images are N,C,H,W NumPy arrays or torch tensors; the caller gives the resize, `resize(image,
 height, width)` -> N,C,height,width with an antialiased bilinear filter (Pillow's in the add-on,
@@ -26,11 +26,6 @@ def context_hw(height: int, width: int, max_side: int, multiple: int) -> tuple[i
     a multiple of `multiple`."""
     scale = min(1.0, max_side / max(height, width))
     return tuple(max(multiple, int(side * scale) // multiple * multiple) for side in (height, width))
-
-
-def classifier_input(albedo, size: tuple[int, int], resize: Resize):
-    """The albedo squashed to the classifier's fixed (height, width) input."""
-    return resize(albedo, *size)
 
 
 def segmenter_input(albedo, max_side: int, multiple: int, resize: Resize):

@@ -246,7 +246,7 @@ class ConversionJob:
         class_size = _fixed_hw(manifest.model("classifier").inputs["image"]["shape"],
                                manifest.context_max_side["classifier"])
         image = albedo.transpose(2, 0, 1)[None]  # (1, 3, H, W), a view
-        outputs = classifier.run({"image": context.classifier_input(image, class_size, _resize_nchw)})
+        outputs = classifier.run({"image": _resize_nchw(image, *class_size)})
         logits = outputs["logits"][0]
         patch_logits = outputs["patch_logits"][0].transpose(1, 2, 0)  # (rows, cols, classes)
         scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))

@@ -37,15 +37,17 @@ def test_preference_choices_are_the_engines_own(bpy, empty_scene):
         addon_utils.disable(ADDON_MODULE, default_set=True, handle_error=_raise)
 
 
-def test_disabling_the_addon_frees_the_onnxruntime_sessions(bpy, empty_scene):
+def test_disabling_the_addon_frees_the_onnxruntime_sessions(bpy, empty_scene, tiny_models_dir):
     import addon_utils
 
     addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
-    from addon.engine import sessions
+    from addon.engine.sessions import ModelSession
 
-    sessions._sessions[("model.onnx", 0, 0, "cpu")] = object()  # stands for a cached session (about 1 GB)
+    model = next(tiny_models_dir.glob("*.onnx"))
+    cached = ModelSession(model, "cpu", []).session  # a full-size one holds about 1 GB
+    assert ModelSession(model, "cpu", []).session is cached  # created once per process
     addon_utils.disable(ADDON_MODULE, default_set=True, handle_error=_raise)
-    assert sessions._sessions == {}
+    assert ModelSession(model, "cpu", []).session is not cached  # the cache was freed
 
 
 def test_importing_the_package_and_every_engine_module_does_not_import_bpy():

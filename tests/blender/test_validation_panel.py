@@ -11,7 +11,9 @@ from .builders import make_material, make_object, make_texture_pair
 
 
 class _RecordingLayout:
-    """Stands in for a UILayout: records the labels drawn."""
+    """Stands in for a UILayout: records the labels, buttons and icons drawn, in order."""
+
+    enabled = True
 
     def __init__(self):
         self.labels = []
@@ -27,8 +29,25 @@ class _RecordingLayout:
     def operator(self, idname, icon='NONE'):
         self.labels.append((f"[{idname}]", icon))
 
+    def prop(self, data, name):
+        self.labels.append((f"<prop {name}>", 'NONE'))
+
+    def progress(self, factor=0.0, type='BAR', text=""):
+        self.labels.append((text, 'NONE'))
+
     def template_icon(self, icon_value, scale=1.0):
         self.labels.append((f"<icon {icon_value}>", 'NONE'))
+
+
+def _check_drawn(bpy, obj) -> list[tuple[str, str]]:
+    """What the 3D view's PBR Forge panel draws for the object, from its check box on."""
+    from addon.ui.panels import PBR_FORGE_PT_main
+
+    layout = _RecordingLayout()
+    PBR_FORGE_PT_main.draw(SimpleNamespace(layout=layout), SimpleNamespace(scene=bpy.context.scene, object=obj))
+    start = next(i for i, (text, _) in enumerate(layout.labels) if text.startswith("Check: "))
+    end = layout.labels.index(("[pbr_forge.render_preview]", 'RENDER_STILL'))
+    return layout.labels[start:end + 1]
 
 
 def test_a_converted_material_carries_the_score_of_its_conversion(bpy, prefs, tmp_path):
@@ -50,13 +69,11 @@ def test_a_converted_material_carries_the_score_of_its_conversion(bpy, prefs, tm
     assert check.score == pytest.approx(expected.score, abs=0.01)
     assert bool(check.reasons) == (check.verdict != "pass")
 
-    from addon.ui.panels import CHECK_ICONS, _draw_check
+    from addon.ui.panels import CHECK_ICONS
 
-    layout = _RecordingLayout()
-    _draw_check(layout, check)
-    assert layout.labels[0] == (f"Check: {check.verdict.upper()}, score {check.score:.3f}", CHECK_ICONS[check.verdict])
-    assert [text for text, _ in layout.labels[1:-1]] == list(filter(None, check.reasons.split(" | ")))
-    assert layout.labels[-1][0] == "[pbr_forge.render_preview]"
+    drawn = _check_drawn(bpy, obj)
+    assert drawn[0] == (f"Check: {check.verdict.upper()}, score {check.score:.3f}", CHECK_ICONS[check.verdict])
+    assert [text for text, _ in drawn[1:-1]] == list(filter(None, check.reasons.split(" | ")))
 
 
 def test_the_cycles_preview_renders_both_materials_and_reaches_the_panel(bpy, prefs, tmp_path):
@@ -76,10 +93,7 @@ def test_the_cycles_preview_renders_both_materials_and_reaches_the_panel(bpy, pr
         assert pixels.reshape(-1, image.channels)[:, :3].std() > 0.01  # lit relief, not a blank frame
     assert (len(bpy.data.scenes), len(bpy.data.objects)) == (scenes, objects)  # nothing left behind
 
-    from addon.ui.panels import _draw_check
-    layout = _RecordingLayout()
-    _draw_check(layout, check)
-    assert [text for text, _ in layout.labels if text.startswith("<icon")] == [
+    assert [text for text, _ in _check_drawn(bpy, obj) if text.startswith("<icon")] == [
         f"<icon {check.source_preview.preview.icon_id}>", f"<icon {check.preview.preview.icon_id}>"]
 
 

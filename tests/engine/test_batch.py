@@ -426,6 +426,34 @@ def test_blender_format_writes_png_sets_beside_nothing_else(mini_mod, tmp_path, 
         assert (out / "blender" / "armor" / "iron" / f"cuirass{suffix}.png").is_file()
 
 
+def test_both_format_writes_the_png_set_and_the_truepbr_set_of_every_material(tmp_path, converter):
+    mod = tmp_path / "Both"
+    _save(mod / "textures/armor/iron/cuirass.dds", _pattern(1), "BC7")
+    _save(mod / "textures/armor/iron/cuirass_n.dds", _normal_pixels(1), "BC7")
+    _save(mod / "textures/misc/lonely.png", _pattern(6))
+    _save(mod / "textures/misc/lonely_g.png", _pattern(7))  # glow: a True PBR extra, not in the PNG set
+    out = tmp_path / "out"
+    summary = _run(mod, out, converter, fmt="both")
+
+    assert (summary["converted"], summary["failed"]) == (2, 0)
+    suffixes = converter.manifest.png_suffixes
+    expected = {"PBRNifPatcher/Both.json", "textures/pbr/misc/lonely_g.dds"}
+    for stem in ("armor/iron/cuirass", "misc/lonely"):
+        folder, name = stem.rsplit("/", 1)
+        expected |= {p.relative_to(out).as_posix() for p in _truepbr_files(out, stem)}
+        expected |= {f"blender/{folder}/{name}{suffix}.png" for suffix in suffixes.values()}
+    assert {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} == expected
+    entries = json.loads((out / "PBRNifPatcher/Both.json").read_text(encoding="utf-8"))
+    assert sorted(e["texture"] for e in entries) == ["armor\\iron\\cuirass", "misc\\lonely"]
+    # Both sets are views of one conversion: the PNG albedo is the DDS albedo.
+    png = read_image(out / f"blender/armor/iron/cuirass{suffixes['albedo']}.png")[..., :3]
+    dds_albedo = dds.DdsLayout((out / "textures/pbr/armor/iron/cuirass.dds").read_bytes()).decode(0)[..., :3] / 255
+    assert png.shape == dds_albedo.shape and np.abs(png - dds_albedo).mean() < 0.02
+
+    rerun = _run(mod, out, converter, fmt="both")  # the journal holds both sets: nothing to redo
+    assert (rerun["converted"], rerun["skipped"]) == (0, 2)
+
+
 def test_discovery_pairs_names_and_explains_every_file_left_out(mini_mod):
     _save(mini_mod / "textures/misc/lonely.tga", _pattern(6))  # same set name as lonely.png
     sets, ignored = batch.discover(mini_mod)

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from addon.engine import normalmaps, outputs, pipeline, truepbr
+from addon.engine import imageio, normalmaps, outputs, pipeline, truepbr
 from addon.engine.normalmaps import NO_Z_MAX_BLUE, decode_normal, encode_normal, input_convention, stores_no_z
 
 
@@ -44,13 +44,15 @@ def test_encoding_and_decoding_are_inverse_in_each_convention(convention):
     np.testing.assert_allclose(decode_normal(encoded, other, [])[..., 1], -vectors[..., 1], atol=1e-6)
 
 
-def test_every_writer_and_reader_uses_the_one_encoding():
+def test_every_writer_and_reader_uses_the_one_encoding(tmp_path):
     """The PNG set, the True PBR `_n` and the trainer's readers all go through normalmaps."""
     from trainer.data import common
 
     vectors = _unit_vectors(1)
     result = SimpleNamespace(normal=vectors.astype(np.float16))
-    np.testing.assert_array_equal(outputs._pixels(result, "normal"), encode_normal(result.normal))
+    written = outputs.write_png_set(result, tmp_path, "set", {"normal": "_normal"})["normal"]
+    np.testing.assert_array_equal(imageio.read_image(written),
+                                  imageio.decode_image(imageio.encode_png(encode_normal(result.normal)), "n.png"))
     expected = np.rint(encode_normal(vectors.astype(np.float16).astype(np.float32), "directx") * 255)
     np.testing.assert_array_equal(truepbr.normal_rgba(result)[..., :3], expected.astype(np.uint8))
     np.testing.assert_array_equal(common.encode_normal(vectors, directx=True), encode_normal(vectors, "directx"))

@@ -12,17 +12,18 @@ from trainer.contract import UNET_MULTIPLE
 class Recording:
     """A model session that records what it is fed."""
 
-    def __init__(self, session, name, fed):
-        self.session, self.name, self.fed = session, name, fed
+    def __init__(self, model, name, fed):
+        self.model, self.name, self.fed = model, name, fed
+        self.session, self.provider = model.session, model.provider  # the onnxruntime session, as ModelSession
 
     def run(self, feeds):
         self.fed[self.name] = {k: np.array(v) for k, v in feeds.items()}
-        return self.session.run(feeds)
+        return self.model.run(feeds)
 
 
-def _albedo(height, width):
+def _diffuse(height, width):
     rng = np.random.default_rng(height * width)
-    return rng.random((height, width, 3)).astype(np.float16)  # the conversion holds the albedo in half
+    return rng.random((height, width, 3)).astype(np.float32)
 
 
 @pytest.mark.parametrize("height, width, seg_hw", [(600, 200, (512, 160)),  # shrunk to a 512 long side
@@ -32,8 +33,9 @@ def test_training_and_conversion_feed_the_context_models_the_same_pixels(tiny_mo
     converter = Converter(tiny_models_dir, provider="cpu")
     fed, session = {}, converter.session
     monkeypatch.setattr(converter, "session", lambda name: Recording(session(name), name, fed))
-    albedo = _albedo(height, width)
-    converter.start(np.zeros((height, width, 3), np.float32))._context(albedo)
+    # The context models see the albedo the conversion made, the result's (held in half precision).
+    albedo = converter.convert(_diffuse(height, width)).albedo
+    assert albedo.shape == (height, width, 3)
 
     image = torch.from_numpy(albedo.astype(np.float32)).permute(2, 0, 1)[None]
     trained_classifier = objective.classifier_input(image).numpy()

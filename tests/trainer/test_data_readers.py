@@ -80,11 +80,23 @@ def test_matsynth_licence_filter_tags_and_basecolor_fallback(tmp_path, materials
     assert len(MatSynthDataset(tmp_path, resolution=32, licenses=None)) == 3
 
 
-def test_matsynth_reads_one_row_group_at_a_time(tmp_path, materials):
+def test_matsynth_reads_one_row_group_at_a_time(tmp_path, materials, monkeypatch):
     synth.write_matsynth_shards(materials, tmp_path, rows_per_group=1)
     dataset = MatSynthDataset(tmp_path, resolution=32)
-    dataset.read_material(2)
-    assert dataset._cache[1] == 2 and len(dataset._cache[2]) == 1
+    reads, read_row_group = [], pq.ParquetFile.read_row_group
+
+    def counted(parquet, group, *args, **kwargs):
+        table = read_row_group(parquet, group, *args, **kwargs)
+        reads.append((group, table.num_rows))
+        return table
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counted)
+    first = dataset.read_material(2)
+    assert reads == [(2, 1)]  # only the material's own group, of one row
+    np.testing.assert_array_equal(dataset.read_material(2)["albedo"], first["albedo"])
+    assert reads == [(2, 1)]  # read again from memory
+    dataset.read_material(0)
+    assert reads == [(2, 1), (0, 1)]
 
 
 def test_matsynth_bad_rows_raise_user_errors_and_bad_shards_are_reported(tmp_path, materials):

@@ -1,6 +1,5 @@
 """The training loop end to end on procedural data, tiny models and tiny sizes, on the CPU:
 the whole plan in miniature, what each phase trains, gates, and an exact resume after SIGKILL."""
-import argparse
 import json
 import os
 import signal
@@ -215,12 +214,18 @@ def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_p
     assert run_provenance(second)["data"]["init_from_run"] == {"run": "the-shipped-run"}
 
 
-def test_train_is_an_alias_of_run_with_one_parser():
+def _help(parser, command, capsys):
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    return capsys.readouterr().out
+
+
+def test_train_is_an_alias_of_run_with_one_parser(capsys):
     from trainer.__main__ import build_parser
 
     parser = build_parser()
-    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert commands.choices["train"] is commands.choices["run"]  # one parser, registered once
+    run_help = _help(parser, "run", capsys)
+    assert "--synthetic" in run_help and _help(parser, "train", capsys) == run_help  # one parser, registered once
     argv = ["--out", "x", "--synthetic", "2", "--res-scale", "0.5"]
     run, train = parser.parse_args(["run", *argv]), parser.parse_args(["train", *argv])
     assert {k: v for k, v in vars(run).items() if k != "command"} == \
