@@ -54,8 +54,6 @@ def test_misc_materials_carry_the_labels_of_their_parts():
     assert len(pairs) > 1  # and the parts vary with the seed
 
 
-@pytest.mark.xfail(strict=True, reason="_misc draws its two parts from every generator, 'misc' included: a "
-                                       "misc part is itself two materials whose labels are dropped (seed 1)")
 def test_misc_materials_are_made_of_two_other_non_misc_classes():
     for seed in range(8):
         labels = synth.generate_material(seed, 32, "misc").labels

@@ -292,7 +292,7 @@ _GENERATORS = {
 
 def _misc(rng, s):
     """Two other materials under a blobby mask (e.g. wood with metal patches): a multi-label sample."""
-    first, second = rng.choice(sorted(_GENERATORS), size=2, replace=False)
+    first, second = rng.choice(sorted(set(_GENERATORS) - {"misc"}), size=2, replace=False)
     a, b = _GENERATORS[first](rng, s), _GENERATORS[second](rng, s)
     mask = np.clip((_noise(rng, s, 2.5, 1, 6) - 0.5) * 12 + 0.5, 0, 1)
     albedo = _mix(a[0], b[0], mask)
