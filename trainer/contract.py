@@ -20,6 +20,14 @@ MATERIAL_CLASSES = (
 )
 # Order of the channels of UNet-Maps' output and of the per-map heads (defined by the engine).
 MAP_CHANNELS = ENGINE_MAPS
+MAP_INDEX = {name: index for index, name in enumerate(MAP_CHANNELS)}
+
+
+def map_plane(maps, name: str):
+    """The one-channel slice (N,1,H,W) of an N,len(MAP_CHANNELS),H,W maps tensor that holds map `name`."""
+    index = MAP_INDEX[name]
+    return maps[:, index:index + 1]
+
 # Conditioning channels fed to UNet-Maps: per-pixel material logits, then metallic logit.
 CONDITION_CHANNELS = tuple(f"material:{c}" for c in MATERIAL_CLASSES) + ("metallic_mask",)
 

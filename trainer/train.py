@@ -35,7 +35,6 @@ from trainer.optim import create_optimizer, create_scheduler, scale_lr
 from trainer.plan import JobSpec, PhaseSpec, Plan, PlanError, parse_plan
 
 log = logging.getLogger("trainer")
-DOMAIN_IDS = {name: index for index, name in enumerate(DOMAINS)}
 
 
 class GateFailed(PBRForgeError):
@@ -390,7 +389,7 @@ def setup_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec,
                  progress.batches_done)
     else:
         start_metrics = validate(ctx, models, val_loaders, phase)
-        progress = JobProgress({k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAIN_IDS)})
+        progress = JobProgress({k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAINS)})
     return setup, progress, resume is not None
 
 
@@ -589,7 +588,7 @@ def _gate(ctx: JobContext, state: RunState, phase: PhaseSpec, force: bool) -> No
     results = []
     for job in phase.jobs:
         history = state.job(f"{phase.name}/{job.name}")["history"]
-        results.append(check_gate(phase.label, {d: history[d] for d in DOMAIN_IDS if d in history},
+        results.append(check_gate(phase.label, {d: history[d] for d in DOMAINS if d in history},
                                   ctx.plan.gate, phase.gate))
     passed = all(r.passed for r in results)
     record = {"passed": passed, "forced": force and not passed, "jobs": [r.to_dict() for r in results]}

@@ -36,11 +36,12 @@ from .errors import ImageReadError
 # within the 4 GB memory budget; a 16K one would need four times that.
 MAX_TEXTURE_SIDE = 8192
 
-# DXGI formats Pillow 13 refuses, decoded here: format -> (texture2ddecoder function name, bytes per
-# 4x4 block or None for uncompressed, channels to keep).
+# DXGI formats decoded here with texture2ddecoder, not Pillow: format -> (texture2ddecoder function
+# name, bytes per 4x4 block, channels to keep). Pillow 13 refuses the sRGB ones (72, 78); it would
+# decode 77 and 79 too, but they are read here as well.
 _T2D_DXGI = {
     72: ("decode_bc1", 8, 4),   # BC1_UNORM_SRGB: what the project's own DDS writer emits for albedo
-    77: ("decode_bc3", 16, 4),  # BC3_TYPELESS
+    77: ("decode_bc3", 16, 4),  # BC3_UNORM
     78: ("decode_bc3", 16, 4),  # BC3_UNORM_SRGB
     79: ("decode_bc4", 8, 1),   # BC4_TYPELESS
 }
