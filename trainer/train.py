@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from addon.engine.errors import PBRForgeError
+from addon.engine.imageio import write_atomically
 from trainer.checkpoint import (
     Checkpoint, build_models, find_checkpoint, model_state, read_json, resolve_checkpoint, save_checkpoint,
-    set_rng_state, write_trainable,
+    WEIGHTS, set_rng_state, write_trainable,
     rng_state, write_json_atomic,
 )
 from trainer.config import RunConfig
@@ -700,13 +701,9 @@ def _phase_result_everywhere(ctx: JobContext, phase: PhaseSpec) -> Checkpoint:
 
 def _finish(ctx: JobContext, state: RunState, last: Checkpoint) -> Checkpoint:
     """RUNDIR/final: the plan's end result (checkpoint.load_models(RUNDIR) returns it)."""
-    import shutil
     final_dir = ctx.run_dir / "final"
     if ctx.rt.is_main:
-        final_dir.mkdir(exist_ok=True)
-        tmp = final_dir / ".weights.safetensors.tmp"
-        shutil.copyfile(last.path / "weights.safetensors", tmp)
-        os.replace(tmp, final_dir / "weights.safetensors")
+        write_atomically(final_dir / WEIGHTS, (last.path / WEIGHTS).read_bytes())
         meta = dict(last.meta, phase="final", job="final", source=str(last.path.relative_to(ctx.run_dir)),
                     histories={k: v["history"] for k, v in state.data["jobs"].items()})
         write_json_atomic(final_dir / "meta.json", meta)
