@@ -21,7 +21,8 @@ from trainer.models.classifier import MaterialClassifier, PretrainedWeightsError
 from trainer.models.lora import add_lora, merged_copy, unwrap
 from trainer.models.segformer import MetallicSegmenter
 from trainer.models.trainable import apply_train_mode, set_trainable, trainable_parameter_names
-from trainer.models.unet import UNetAlbedo, UNetMaps, check_image
+from trainer.models.shapes import check_image
+from trainer.models.unet import UNetAlbedo, UNetMaps
 
 __all__ = [
     "ModelsConfig", "create_models", "add_lora", "merged_copy", "unwrap", "set_trainable",
