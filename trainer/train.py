@@ -425,8 +425,9 @@ def read_loss(total: torch.Tensor) -> float:
 
 def train_one_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress, batches) -> EpochResult:
     """Train on `batches` up to the end of the epoch: forward, backward, and an optimiser step every
-    grad_accum micro-batches (and on the epoch's last one); under DDP the gradient all-reduce runs only
-    on the stepping micro-batch (no_sync on the others). Updates `progress` as it goes.
+    grad_accum micro-batches (and on the epoch's last one), the gradients' global norm clipped to
+    cfg.grad_clip first when it is set; under DDP the gradient all-reduce runs only on the stepping
+    micro-batch (no_sync on the others). Updates `progress` as it goes.
 
     The loss is summed on the device and read on the host (read_loss) only every cfg.log_every
     optimiser steps, before a mid-epoch checkpoint and on the epoch's last step: the progress bar and
@@ -455,6 +456,9 @@ def train_one_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress, bat
         bar.update(1)
         if not last_of_step:
             continue
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for group in setup.optimizer.param_groups for p in group["params"]],
+                                           cfg.grad_clip)
         setup.optimizer.step()
         setup.optimizer.zero_grad(set_to_none=True)
         if setup.spec.scheduler.per_batch:
