@@ -32,6 +32,7 @@ def map_plane(maps, name: str):
 CONDITION_CHANNELS = tuple(f"material:{c}" for c in MATERIAL_CLASSES) + ("metallic_mask",)
 
 NORMAL_CONVENTION = "opengl"  # inside the models; DirectX inputs get their green flipped
+HEIGHT_MIDLEVEL = 0.5         # the height of a flat surface (Blender's Displacement Midlevel)
 CLASSIFIER_INPUT_SIZE = 224   # the ViT runs at a fixed size (ONNX export is static)
 # UNet spatial dims must be multiples of this (four stride-2 levels plus the stem).
 UNET_MULTIPLE = 32
@@ -118,7 +119,7 @@ MODEL_SIGNATURES = {
         "outputs": {
             "maps": {"shape": ["batch", len(MAP_CHANNELS), "height", "width"], "dtype": "float32",
                      "channels": list(MAP_CHANNELS), "colour_space": "linear", "range": [0, 1],
-                     "meaning": "roughness, metallic, ambient occlusion, height (0.5 = mid level); AO and height are "
+                     "meaning": f"roughness, metallic, ambient occlusion, height ({HEIGHT_MIDLEVEL} = mid level); AO and height are "
                                 "corrections to white and to the height prior, clipped to [0, 1]"},
         },
     },
@@ -154,7 +155,7 @@ def build_manifest(files: dict[str, dict], provenance: dict) -> dict:
             "normal_encoding": "unit XYZ in [-1, 1]; PNG files store (n + 1) / 2",
             "colour_images": "sRGB-encoded values in [0, 1]",
             "data_maps": "linear values in [0, 1]",
-            "height_midlevel": 0.5,
+            "height_midlevel": HEIGHT_MIDLEVEL,
             "unet_multiple": UNET_MULTIPLE,
             "png_suffixes": PNG_SUFFIXES,
         },
