@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from .engine import naming
+from .engine.batch import FORMATS, MODEL_SPACE_NORMAL_CHOICES
 from .engine.errors import PBRForgeError, user_sentence
 from .engine.normalmaps import NORMAL_CONVENTIONS, input_convention
 from .engine.sessions import PROVIDER_CHOICES
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch = commands.add_parser("batch", help="convert a whole mod folder (resumable)")
     batch.add_argument("--input", required=True, type=Path, help="mod folder (the one holding textures/)")
     batch.add_argument("--output", required=True, type=Path, help="output mod folder")
-    batch.add_argument("--format", choices=("truepbr", "blender", "both"), default="truepbr",
+    batch.add_argument("--format", choices=FORMATS, default="truepbr",
                        help="True PBR DDS set + patcher JSON, Blender PNG sets, or both")
     batch.add_argument("--provider", choices=PROVIDER_CHOICES, default="auto",
                        help="onnxruntime execution provider (auto: a GPU when available, else the CPU)")
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow the output folder to lie inside the input folder")
     batch.add_argument("--json", type=Path,
                        help="where to write the run summary (JSON; default: OUTPUT.pbr_forge/summary.json)")
-    batch.add_argument("--model-space-normals", choices=("skip", "keep"), default="skip",
+    batch.add_argument("--model-space-normals", choices=MODEL_SPACE_NORMAL_CHOICES, default="skip",
                        help="sets with a model-space _msn normal: leave them out (default), or convert them and "
                             "keep their _msn (\"lock_normal\")")
     batch.add_argument("--smooth-angle", type=float,

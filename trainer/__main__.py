@@ -41,6 +41,8 @@ def _add_run_parser(subparsers) -> None:
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also save a resumable checkpoint every N steps")
     p.add_argument("--log-every", type=int, metavar="N",
                    help="log the training loss (and check it for NaN) every N optimiser steps (default 10)")
+    p.add_argument("--grad-clip", type=float, metavar="NORM",
+                   help="clip the gradients' global norm to NORM before each optimiser step (default: no clipping)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the UNets")
     p.add_argument("--lion", action="store_true", default=None, help="Lion instead of AdamW where the plan allows (C, C′)")
@@ -54,7 +56,7 @@ def _add_run_parser(subparsers) -> None:
 
 OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "grad_accum",
              "lr_scale", "val_batches",
-             "num_workers", "checkpoint_every", "log_every", "compile", "lion", "wandb", "export_to", "init_from", "matsynth", "skyrim",
+             "num_workers", "checkpoint_every", "log_every", "grad_clip", "compile", "lion", "wandb", "export_to", "init_from", "matsynth", "skyrim",
              "library")
 
 

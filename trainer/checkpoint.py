@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from addon.engine.errors import PBRForgeError
+from addon.engine.imageio import write_atomically
 
 WEIGHTS = "weights.safetensors"
 STATE = "state.pt"
@@ -42,14 +43,8 @@ class CheckpointError(PBRForgeError):
 
 
 def write_json_atomic(path: Path, data) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """`data` as indented JSON, through the engine's one atomic writer (temporary file, fsync, rename)."""
+    write_atomically(Path(path), json.dumps(data, indent=2).encode("utf-8"))
 
 
 def read_json(path: Path):
@@ -174,9 +169,7 @@ def write_trainable(ckpt: Checkpoint, models_dir: Path) -> Path:
     out = Path(models_dir) / TRAINABLE_DIR
     out.mkdir(parents=True, exist_ok=True)
     weights = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.weights().items()}
-    tmp = out / f".{WEIGHTS}.{uuid.uuid4().hex[:8]}.tmp"
-    save_file(weights, str(tmp))
-    os.replace(tmp, out / WEIGHTS)
+    write_atomically(out / WEIGHTS, save(weights))
     meta = {k: v for k, v in ckpt.meta.items() if k not in ("sampler", "histories")}
     write_json_atomic(out / META, meta)
     return out

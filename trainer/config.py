@@ -49,6 +49,7 @@ class RunConfig:
     num_workers: int | None = None     # data-loading processes; None: 0 on the CPU, several per GPU
     checkpoint_every: int = 0          # also save "last" every N optimiser steps within an epoch
     log_every: int = 10                # read the training loss on the host (log, NaN check) every N steps
+    grad_clip: float = 0.0             # clip the gradients' global norm to this before each step; 0: off
     export_to: str | None = None       # also copy the exported ONNX set here (e.g. models/)
     init_from: str | None = None       # start the plan's new models from these weights (e.g. models/)
     profile: str | None = None

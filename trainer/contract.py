@@ -20,10 +20,19 @@ MATERIAL_CLASSES = (
 )
 # Order of the channels of UNet-Maps' output and of the per-map heads (defined by the engine).
 MAP_CHANNELS = ENGINE_MAPS
+MAP_INDEX = {name: index for index, name in enumerate(MAP_CHANNELS)}
+
+
+def map_plane(maps, name: str):
+    """The one-channel slice (N,1,H,W) of an N,len(MAP_CHANNELS),H,W maps tensor that holds map `name`."""
+    index = MAP_INDEX[name]
+    return maps[:, index:index + 1]
+
 # Conditioning channels fed to UNet-Maps: per-pixel material logits, then metallic logit.
 CONDITION_CHANNELS = tuple(f"material:{c}" for c in MATERIAL_CLASSES) + ("metallic_mask",)
 
 NORMAL_CONVENTION = "opengl"  # inside the models; DirectX inputs get their green flipped
+HEIGHT_MIDLEVEL = 0.5         # the height of a flat surface (Blender's Displacement Midlevel)
 CLASSIFIER_INPUT_SIZE = 224   # the ViT runs at a fixed size (ONNX export is static)
 # UNet spatial dims must be multiples of this (four stride-2 levels plus the stem).
 UNET_MULTIPLE = 32
@@ -110,7 +119,7 @@ MODEL_SIGNATURES = {
         "outputs": {
             "maps": {"shape": ["batch", len(MAP_CHANNELS), "height", "width"], "dtype": "float32",
                      "channels": list(MAP_CHANNELS), "colour_space": "linear", "range": [0, 1],
-                     "meaning": "roughness, metallic, ambient occlusion, height (0.5 = mid level); AO and height are "
+                     "meaning": f"roughness, metallic, ambient occlusion, height ({HEIGHT_MIDLEVEL} = mid level); AO and height are "
                                 "corrections to white and to the height prior, clipped to [0, 1]"},
         },
     },
@@ -146,7 +155,7 @@ def build_manifest(files: dict[str, dict], provenance: dict) -> dict:
             "normal_encoding": "unit XYZ in [-1, 1]; PNG files store (n + 1) / 2",
             "colour_images": "sRGB-encoded values in [0, 1]",
             "data_maps": "linear values in [0, 1]",
-            "height_midlevel": 0.5,
+            "height_midlevel": HEIGHT_MIDLEVEL,
             "unet_multiple": UNET_MULTIPLE,
             "png_suffixes": PNG_SUFFIXES,
         },

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from addon.engine.manifest import sha256_of
+from addon.engine.imageio import write_atomically
+from addon.engine.manifest import MANIFEST_NAME, sha256_of
 from trainer.contract import (CLASSIFIER_INPUT_SIZE, CONDITION_CHANNELS, MODEL_SIGNATURES, UNET_MULTIPLE,
                               build_manifest)
 from trainer.models import merged_copy
@@ -225,7 +226,7 @@ def export_models(models: nn.ModuleDict, out_dir: str | Path, provenance: dict, 
         "parity_max_abs_diff": parity, "parity_tolerance": {"atol": PARITY_ATOL, "rtol": PARITY_RTOL},
     }}
     manifest = build_manifest(files, provenance)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_atomically(out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
     return manifest
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from trainer.contract import MAP_CHANNELS, VALID_INDEX
+from trainer.contract import MAP_CHANNELS, VALID_INDEX, map_plane
 from trainer.metrics import hemisphere_directions, render_ggx
 
 RENDER_LOG_OFFSET = 0.01
@@ -61,11 +61,11 @@ def maps_loss(pred_maps: torch.Tensor, target_maps: torch.Tensor, valid: torch.T
     its own, then averaged over the channels that have any valid sample (so a batch without AO targets
     does not dilute the rest)."""
     losses = []
-    for c, name in enumerate(MAP_CHANNELS):
+    for name in MAP_CHANNELS:
         mask = valid[:, VALID_INDEX[name]].view(-1, 1, 1, 1)
         if mask.sum() <= 0:
             continue
-        pred, target = pred_maps[:, c:c + 1], target_maps[:, c:c + 1]
+        pred, target = map_plane(pred_maps, name), map_plane(target_maps, name)
         if name == "height":
             pred, target = standardised(pred), standardised(target)
         losses.append(masked_mse(pred, target, mask))
@@ -93,8 +93,10 @@ def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Ten
     pred_maps, target_maps = pred_maps.float(), target_maps.float()
     loss = 0.0
     for light, view in zip(lights, views):
-        pred = render_ggx(albedo, normal, pred_maps[:, 0:1], pred_maps[:, 1:2], light, view)
-        true = render_ggx(albedo, normal, target_maps[:, 0:1], target_maps[:, 1:2], light, view)
+        pred = render_ggx(albedo, normal, map_plane(pred_maps, "roughness"), map_plane(pred_maps, "metallic"),
+                          light, view)
+        true = render_ggx(albedo, normal, map_plane(target_maps, "roughness"), map_plane(target_maps, "metallic"),
+                          light, view)
         diff = torch.log(pred + RENDER_LOG_OFFSET) - torch.log(true + RENDER_LOG_OFFSET)
         loss = loss + masked_l1(diff, torch.zeros_like(diff), mask)
     return loss / n_dirs

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 # The GGX formula and its constants have one home, addon/engine/brdf.py.
 from addon.engine.brdf import MIN_ROUGHNESS, ggx_radiance
+from addon.engine.colour import srgb_decode
 # torchvision's AlexNet weights, the backbone LPIPS needs (its own linear heads ship in the wheel).
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 
@@ -22,8 +23,8 @@ ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 # ------------------------------------------------------------------------------------ rendering
 
 def srgb_to_linear(srgb: torch.Tensor) -> torch.Tensor:
-    srgb = srgb.clamp(0.0, 1.0)
-    return torch.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    """The engine's sRGB decoding (addon/engine/colour.py) on a tensor, differentiable."""
+    return srgb_decode(srgb.clamp(0.0, 1.0), torch.where)
 
 
 def _direction(d, like: torch.Tensor) -> torch.Tensor:

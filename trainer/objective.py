@@ -28,15 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from addon.engine import context
-from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, PIPELINE_ORDER, UNET_MULTIPLE, VALID_INDEX
+from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, UNET_MULTIPLE, VALID_INDEX, map_plane
+from trainer.contract import PIPELINE_ORDER as MODEL_NAMES  # the trainer's model names
 from trainer.losses import maps_loss, masked_bce, masked_dice, masked_l1, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, l1, label_accuracy, mean_average_precision, pixel_accuracy,
                              rmse, ssim)
 
-MODEL_NAMES = PIPELINE_ORDER
 RENDER_WEIGHT = 0.5     # maps loss = squared error + RENDER_WEIGHT * render loss
 DICE_WEIGHT = 1.0       # SegFormer loss = BCE + DICE_WEIGHT * dice
-VALID = VALID_INDEX
 
 
 # ----------------------------------------------------------------------------- context inputs
@@ -70,7 +69,7 @@ def _grad(enabled: bool):
 
 
 def _mask(valid: torch.Tensor, name: str) -> torch.Tensor:
-    return valid[:, VALID[name]].view(-1, 1, 1, 1)
+    return valid[:, VALID_INDEX[name]].view(-1, 1, 1, 1)
 
 
 # --------------------------------------------------------------------------------------- losses
@@ -108,7 +107,7 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
         with _grad("classifier" in active):
             logits, patch_logits = models["classifier"](classifier_input(albedo_in))
         if "classifier" in active:
-            losses["classifier"] = masked_bce(logits, batch["labels"], valid[:, VALID["labels"]].view(-1, 1))
+            losses["classifier"] = masked_bce(logits, batch["labels"], valid[:, VALID_INDEX["labels"]].view(-1, 1))
     if "metallic_seg" in active or needs_context:
         with _grad("metallic_seg" in active):
             seg_logits = segment(models["metallic_seg"], albedo_in)
@@ -185,21 +184,21 @@ def evaluate(models: nn.ModuleDict, loader, device, max_batches: int | None = No
             loss_sum += float(compute_losses(models, batch, set(MODEL_NAMES))["total"])
         loss_batches += 1
         pred = predict(models, batch)
-        albedo_valid = valid[:, VALID["albedo"]]
+        albedo_valid = valid[:, VALID_INDEX["albedo"]]
         _image_metrics(means, "albedo", pred["albedo"], batch["albedo"].float(), albedo_valid, lpips)
-        for c, name in enumerate(MAP_CHANNELS):
-            _image_metrics(means, f"maps/{name}", pred["maps"][:, c:c + 1], batch["maps"][:, c:c + 1].float(),
-                           valid[:, VALID[name]], lpips)
-        brdf_valid = albedo_valid * valid[:, VALID["roughness"]] * valid[:, VALID["metallic"]]
-        target = {"albedo": batch["albedo"].float(), "roughness": batch["maps"][:, 0:1].float(),
-                  "metallic": batch["maps"][:, 1:2].float()}
-        predicted = {"albedo": pred["albedo"], "roughness": pred["maps"][:, 0:1], "metallic": pred["maps"][:, 1:2]}
+        for name in MAP_CHANNELS:
+            _image_metrics(means, f"maps/{name}", map_plane(pred["maps"], name), map_plane(batch["maps"], name).float(),
+                           valid[:, VALID_INDEX[name]], lpips)
+        brdf_valid = albedo_valid * valid[:, VALID_INDEX["roughness"]] * valid[:, VALID_INDEX["metallic"]]
+        target = {"albedo": batch["albedo"].float(),
+                  **{name: map_plane(batch["maps"], name).float() for name in ("roughness", "metallic")}}
+        predicted = {"albedo": pred["albedo"], **{name: map_plane(pred["maps"], name) for name in ("roughness", "metallic")}}
         means.add("maps/brdf_cosine", brdf_cosine(predicted, target, batch["normal"].float()), brdf_valid)
-        mask_valid = valid[:, VALID["metallic_mask"]]
+        mask_valid = valid[:, VALID_INDEX["metallic_mask"]]
         pred_mask, true_mask = pred["metallic_logits"] > 0, batch["metallic_mask"] > 0.5
         means.add("metallic_seg/iou", iou(pred_mask, true_mask), mask_valid)
         means.add("metallic_seg/accuracy", pixel_accuracy(pred_mask, true_mask), mask_valid)
-        labels_valid = valid[:, VALID["labels"]]
+        labels_valid = valid[:, VALID_INDEX["labels"]]
         means.add("classifier/accuracy", label_accuracy(pred["material_logits"], batch["labels"]), labels_valid)
         keep = labels_valid > 0
         all_logits.append(pred["material_logits"][keep].cpu())

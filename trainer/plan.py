@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from addon.engine.errors import PBRForgeError
-from trainer.contract import DOMAINS, PIPELINE_ORDER
+from trainer.contract import DOMAINS
+from trainer.contract import PIPELINE_ORDER as MODEL_NAMES  # the trainer's model names
 
 PLANS_DIR = Path(__file__).parent / "plans"
-MODEL_NAMES = PIPELINE_ORDER
 OPTIMIZERS = ("adamw", "adam", "lion")
 # Scheduler name -> the torch keyword arguments a plan may set for it.
 SCHEDULER_KEYS = {

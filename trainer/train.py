@@ -22,9 +22,10 @@ import torch
 from torch import nn
 
 from addon.engine.errors import PBRForgeError
+from addon.engine.imageio import write_atomically
 from trainer.checkpoint import (
     Checkpoint, build_models, find_checkpoint, model_state, read_json, resolve_checkpoint, save_checkpoint,
-    set_rng_state, write_trainable,
+    WEIGHTS, set_rng_state, write_trainable,
     rng_state, write_json_atomic,
 )
 from trainer.config import RunConfig
@@ -35,7 +36,6 @@ from trainer.optim import create_optimizer, create_scheduler, scale_lr
 from trainer.plan import JobSpec, PhaseSpec, Plan, PlanError, parse_plan
 
 log = logging.getLogger("trainer")
-DOMAIN_IDS = {name: index for index, name in enumerate(DOMAINS)}
 
 
 class GateFailed(PBRForgeError):
@@ -390,7 +390,7 @@ def setup_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec,
                  progress.batches_done)
     else:
         start_metrics = validate(ctx, models, val_loaders, phase)
-        progress = JobProgress({k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAIN_IDS)})
+        progress = JobProgress({k: [v] for k, v in start_metrics.items() if k in ("monitor", *DOMAINS)})
     return setup, progress, resume is not None
 
 
@@ -425,8 +425,9 @@ def read_loss(total: torch.Tensor) -> float:
 
 def train_one_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress, batches) -> EpochResult:
     """Train on `batches` up to the end of the epoch: forward, backward, and an optimiser step every
-    grad_accum micro-batches (and on the epoch's last one); under DDP the gradient all-reduce runs only
-    on the stepping micro-batch (no_sync on the others). Updates `progress` as it goes.
+    grad_accum micro-batches (and on the epoch's last one), the gradients' global norm clipped to
+    cfg.grad_clip first when it is set; under DDP the gradient all-reduce runs only on the stepping
+    micro-batch (no_sync on the others). Updates `progress` as it goes.
 
     The loss is summed on the device and read on the host (read_loss) only every cfg.log_every
     optimiser steps, before a mid-epoch checkpoint and on the epoch's last step: the progress bar and
@@ -455,6 +456,9 @@ def train_one_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress, bat
         bar.update(1)
         if not last_of_step:
             continue
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for group in setup.optimizer.param_groups for p in group["params"]],
+                                           cfg.grad_clip)
         setup.optimizer.step()
         setup.optimizer.zero_grad(set_to_none=True)
         if setup.spec.scheduler.per_batch:
@@ -589,7 +593,7 @@ def _gate(ctx: JobContext, state: RunState, phase: PhaseSpec, force: bool) -> No
     results = []
     for job in phase.jobs:
         history = state.job(f"{phase.name}/{job.name}")["history"]
-        results.append(check_gate(phase.label, {d: history[d] for d in DOMAIN_IDS if d in history},
+        results.append(check_gate(phase.label, {d: history[d] for d in DOMAINS if d in history},
                                   ctx.plan.gate, phase.gate))
     passed = all(r.passed for r in results)
     record = {"passed": passed, "forced": force and not passed, "jobs": [r.to_dict() for r in results]}
@@ -701,13 +705,9 @@ def _phase_result_everywhere(ctx: JobContext, phase: PhaseSpec) -> Checkpoint:
 
 def _finish(ctx: JobContext, state: RunState, last: Checkpoint) -> Checkpoint:
     """RUNDIR/final: the plan's end result (checkpoint.load_models(RUNDIR) returns it)."""
-    import shutil
     final_dir = ctx.run_dir / "final"
     if ctx.rt.is_main:
-        final_dir.mkdir(exist_ok=True)
-        tmp = final_dir / ".weights.safetensors.tmp"
-        shutil.copyfile(last.path / "weights.safetensors", tmp)
-        os.replace(tmp, final_dir / "weights.safetensors")
+        write_atomically(final_dir / WEIGHTS, (last.path / WEIGHTS).read_bytes())
         meta = dict(last.meta, phase="final", job="final", source=str(last.path.relative_to(ctx.run_dir)),
                     histories={k: v["history"] for k, v in state.data["jobs"].items()})
         write_json_atomic(final_dir / "meta.json", meta)

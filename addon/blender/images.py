@@ -1,4 +1,4 @@
-"""bpy images <-> numpy arrays (float32, H x W x C, top row first, as the engine expects).
+"""bpy images -> numpy arrays (float32, H x W x C, top row first, as the engine expects).
 
 An image backed by a file on disk is read through `engine.imageio.read_image`, so the add-on sees
 exactly the pixels the CLI and the trainer see (Blender's own DDS reader refuses some BC5 files
@@ -47,22 +47,3 @@ def _pixels_to_array(image: bpy.types.Image) -> np.ndarray:
     image.pixels.foreach_get(buffer)
     # Blender stores rows bottom-up; the engine works top row first.
     return np.ascontiguousarray(buffer.reshape(height, width, channels)[::-1])
-
-
-def array_to_image(name: str, array: np.ndarray, *, is_data: bool) -> bpy.types.Image:
-    """A new bpy image holding `array` (H x W or H x W x 1/3/4, top row first, values in [0, 1])."""
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 2:
-        array = array[:, :, None]
-    height, width, channels = array.shape
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    if channels == 1:
-        rgba[:, :, :3] = array
-    else:
-        rgba[:, :, :min(channels, 4)] = array[:, :, :4]
-    image = bpy.data.images.new(name, width, height, alpha=channels == 4)
-    if is_data:
-        image.colorspace_settings.is_data = True
-    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
-    image.update()
-    return image

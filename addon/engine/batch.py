@@ -469,7 +469,7 @@ class BatchJob:
         self.done = False
         self.summary = {
             "input": str(self.input_dir), "output": str(self.output_dir), "format": fmt,
-            "provider": getattr(converter, "provider", provider),
+            "provider": converter.provider,
             "run_files": str(self.run_files_dir),
             "sets": len(self.sets), "converted": 0, "skipped": 0, "failed": 0,
             "failures": [], "flat_normal": [],
@@ -695,26 +695,23 @@ class BatchJob:
     def _finish(self) -> None:
         if self.done:
             return
-        if hasattr(self, "_pool"):
-            for future in self._prefetched.values():
-                future.cancel()
-            while self._pending:
-                self._pending.popleft().result()
-            self._pool.shutdown(wait=True)
-        if hasattr(self, "_journal"):
-            records = self._journal.records
-            self.summary["flat_normal"] = [s.display for s in self.sets if s.normal is None
-                                           and records.get(s.key, {}).get("status") == "done"]
-            if self.fmt in ("truepbr", "both"):
-                self._write_patcher_json()
-            self._journal.close()
-            self._write_contact_sheet()
+        for future in self._prefetched.values():
+            future.cancel()
+        while self._pending:
+            self._pending.popleft().result()
+        self._pool.shutdown(wait=True)
+        records = self._journal.records
+        self.summary["flat_normal"] = [s.display for s in self.sets if s.normal is None
+                                       and records.get(s.key, {}).get("status") == "done"]
+        if self._truepbr:
+            self._write_patcher_json()
+        self._journal.close()
+        self._write_contact_sheet()
         self.summary["failures"].sort(key=lambda f: f["texture"])
         self.summary["seconds"] = round(time.monotonic() - self._started, 3)
         self.done = True
         self._write_summary()
-        if hasattr(self, "_output_lock"):
-            self._output_lock.release()
+        self._output_lock.release()
 
     def _write_patcher_json(self) -> None:
         records = self._journal.records

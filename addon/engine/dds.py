@@ -23,19 +23,26 @@ from pathlib import Path
 
 import numpy as np
 
-# imageio reads DDS through read_header and this module writes through imageio.write_atomically:
-# each uses the other's module attribute at call time, so either may be imported first.
-from . import imageio
 from .colour import linear_to_srgb, srgb_to_linear
 from .errors import ImageReadError
 
+# The DXGI_FORMAT values (dxgiformat.h) this module writes and imageio's reader names.
+DXGI = {
+    "BC1_TYPELESS": 70, "BC1_UNORM": 71, "BC1_UNORM_SRGB": 72,
+    "BC3_UNORM": 77, "BC3_UNORM_SRGB": 78,
+    "BC4_TYPELESS": 79, "BC4_UNORM": 80,
+    "BC5_UNORM": 83, "BC5_SNORM": 84,
+    "B8G8R8A8_UNORM": 87, "B8G8R8X8_UNORM": 88,
+    "B8G8R8A8_TYPELESS": 90, "B8G8R8A8_UNORM_SRGB": 91, "B8G8R8X8_TYPELESS": 92, "B8G8R8X8_UNORM_SRGB": 93,
+    "BC7_UNORM": 98, "BC7_UNORM_SRGB": 99,
+}
 # (format, sRGB) -> DXGI_FORMAT. BC4/BC5 hold data, never colour: they have no sRGB variant.
 DXGI_FORMATS = {
-    ("BC1", False): 71, ("BC1", True): 72,
-    ("BC3", False): 77, ("BC3", True): 78,
-    ("BC4", False): 80,
-    ("BC5", False): 83,
-    ("BC7", False): 98, ("BC7", True): 99,
+    ("BC1", False): DXGI["BC1_UNORM"], ("BC1", True): DXGI["BC1_UNORM_SRGB"],
+    ("BC3", False): DXGI["BC3_UNORM"], ("BC3", True): DXGI["BC3_UNORM_SRGB"],
+    ("BC4", False): DXGI["BC4_UNORM"],
+    ("BC5", False): DXGI["BC5_UNORM"],
+    ("BC7", False): DXGI["BC7_UNORM"], ("BC7", True): DXGI["BC7_UNORM_SRGB"],
 }
 BLOCK_BYTES = {"BC1": 8, "BC3": 16, "BC4": 8, "BC5": 16, "BC7": 16}
 KINDS = ("color", "linear", "normal")
@@ -99,7 +106,9 @@ def encode_dds(rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True, kind: 
 def write_dds(path: str | os.PathLike, rgba: np.ndarray, fmt: str, srgb: bool, mips: bool = True,
               kind: str | None = None) -> Path:
     """encode_dds, written atomically (temporary file beside the target, then renamed). Returns the path."""
-    return imageio.write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
+    from .imageio import write_atomically  # here: imageio imports this module for read_header
+
+    return write_atomically(Path(path), encode_dds(rgba, fmt, srgb, mips=mips, kind=kind))
 
 
 # --- mip chain ---------------------------------------------------------------------------------

@@ -29,26 +29,29 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import dds  # dds writes through write_atomically below: both use module attributes at call time
+from . import dds  # the DDS header reader and the DXGI format names
 from .errors import ImageReadError
 
 # Largest side read_image accepts (checked from the header, before decoding). An 8K set converts
 # within the 4 GB memory budget; a 16K one would need four times that.
 MAX_TEXTURE_SIDE = 8192
 
-# DXGI formats Pillow 13 refuses, decoded here: format -> (texture2ddecoder function name, bytes per
-# 4x4 block or None for uncompressed, channels to keep).
+# DXGI formats decoded here with texture2ddecoder, not Pillow: format -> (texture2ddecoder function
+# name, bytes per 4x4 block, channels to keep). Pillow 13 refuses the sRGB ones; it would decode
+# BC3_UNORM and BC4_TYPELESS too, but they are read here as well.
 _T2D_DXGI = {
-    72: ("decode_bc1", 8, 4),   # BC1_UNORM_SRGB: what the project's own DDS writer emits for albedo
-    77: ("decode_bc3", 16, 4),  # BC3_TYPELESS
-    78: ("decode_bc3", 16, 4),  # BC3_UNORM_SRGB
-    79: ("decode_bc4", 8, 1),   # BC4_TYPELESS
+    dds.DXGI["BC1_UNORM_SRGB"]: ("decode_bc1", 8, 4),  # what the project's own DDS writer emits for albedo
+    dds.DXGI["BC3_UNORM"]: ("decode_bc3", 16, 4),
+    dds.DXGI["BC3_UNORM_SRGB"]: ("decode_bc3", 16, 4),
+    dds.DXGI["BC4_TYPELESS"]: ("decode_bc4", 8, 1),
 }
 # Uncompressed BGRA/BGRX DX10 formats -> whether the fourth byte is real alpha.
-_BGRA_DXGI = {87: True, 90: True, 91: True, 88: False, 92: False, 93: False}
+_BGRA_DXGI = {dds.DXGI[name]: alpha for name, alpha in (
+    ("B8G8R8A8_UNORM", True), ("B8G8R8A8_TYPELESS", True), ("B8G8R8A8_UNORM_SRGB", True),
+    ("B8G8R8X8_UNORM", False), ("B8G8R8X8_TYPELESS", False), ("B8G8R8X8_UNORM_SRGB", False))}
 # Block formats that have no alpha channel: an opaque decoded alpha is dropped.
-_OPAQUE_DXGI_BC1 = (70, 71, 72)
-_DXGI_BC5_SNORM = 84
+_OPAQUE_DXGI_BC1 = tuple(dds.DXGI[name] for name in ("BC1_TYPELESS", "BC1_UNORM", "BC1_UNORM_SRGB"))
+_DXGI_BC5_SNORM = dds.DXGI["BC5_SNORM"]
 _FOURCC_BC5_SNORM = b"BC5S"
 
 

@@ -110,25 +110,6 @@ def is_texture_file(path: str | PurePath) -> bool:
     return PurePath(path).suffix.lower() in TEXTURE_EXTENSIONS
 
 
-def _is_under_pbr_folder(path: PurePath) -> bool:
-    """True for files under a `textures/pbr/` folder (already True PBR outputs)."""
-    parts = [p.lower() for p in path.parts]
-    return any(a == "textures" and b == TRUEPBR_FOLDER for a, b in zip(parts, parts[1:]))
-
-
-def is_conversion_input(path: str | PurePath) -> bool:
-    """True for a diffuse texture that should be converted (not an output under textures/pbr/).
-
-    Decided by the Skyrim suffix alone: Skyrim names such as 'dwemer_metal.dds' are diffuses
-    even though 'metal' is a Node Wrangler tag. Batch discovery also drops the non-colour maps
-    of Node Wrangler sets found on disk (see `is_node_wrangler_map`).
-    """
-    path = PurePath(path)
-    if not is_texture_file(path) or _is_under_pbr_folder(path):
-        return False
-    return role_of(path) == "diffuse"
-
-
 def diffuses_under(root: str | Path) -> list[tuple[Path, str]]:
     """Every diffuse texture file under `root` (any depth, sorted) by its Skyrim suffix alone, with its
     set key: the folder under root and the base name without suffix, forward slashes
@@ -198,14 +179,6 @@ def tag_role(name: str | PurePath) -> str | None:
     """The map a file name is tagged with ('base_color', 'normal', 'gloss', 'orm', ...), or None."""
     tagged = _tagged(*_split(name))
     return tagged[2] if tagged else None
-
-
-def set_key(name: str | PurePath) -> str | None:
-    """The name of the material set a tagged file belongs to: its words before the tag
-    ('rusty_metal_02_nor_gl_1k.jpg' -> 'rusty metal 02'); None for an untagged name."""
-    words, starts = _split(name)
-    tagged = _tagged(words, starts)
-    return " ".join(words[:tagged[0]]) if tagged else None
 
 
 def _files_by_lower_name(folder: Path) -> dict[str, Path]:

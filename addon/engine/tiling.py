@@ -218,16 +218,3 @@ class TiledRun:
                 share = np.divide(weight, total, out=np.zeros_like(weight), where=total > 0)[..., None]
                 target = self.out[image_y:image_y + rows, image_x:image_x + cols]
                 target += (tile[tile_y:tile_y + rows, tile_x:tile_x + cols] - target) * share
-
-
-def run_tiled(sources: Sequence, model: Model, out_channels: int, tile: int, overlap: int,
-              multiple: int = 1, batch: int = 4) -> np.ndarray:
-    """Convenience: run `model` over arrays (or TileSources) of one size and return (H, W, C_out)."""
-    shape = next(s.shape[:2] for s in sources if isinstance(s, np.ndarray))
-    cutters = [wrap_source(s) if isinstance(s, np.ndarray) else s for s in sources]
-    grid = plan_grid(shape[0], shape[1], tile, overlap, multiple)
-    out = np.empty((shape[0], shape[1], out_channels), dtype=np.float32)
-    run = TiledRun(grid, cutters, model, out, batch)
-    while not run.step():
-        pass
-    return out

@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from . import dds, naming
+from .brdf import DIELECTRIC_F0
 from .imageio import write_atomically
 from .normalmaps import encode_normal
 
 # Where the patchers look for their configuration, relative to the mod (Data) root.
 PATCHER_FOLDER = "PBRNifPatcher"
-SPECULAR_LEVEL = 0.04   # F0 of common dielectrics; scales the `_rmaos` alpha
+SPECULAR_LEVEL = DIELECTRIC_F0  # the F0 of dielectrics the models render with; scales the `_rmaos` alpha
 RMAOS_SPECULAR = 1.0    # stored in `_rmaos` alpha, see the module docstring
 # Parallax depth for the height map: the value the patchers' own example ships, a moderate depth
 # that suits Skyrim's architecture and clutter; raise it in the JSON for deep relief.

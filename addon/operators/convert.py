@@ -27,7 +27,6 @@ from ..blender.material import build_material
 from ..engine import naming, validation
 from ..engine.errors import OutputExists, PBRForgeError, user_sentence
 from ..engine.imageio import read_image
-from ..engine.manifest import load_manifest
 from ..engine.outputs import write_png_set
 from ..preferences import NORMAL_CONVENTIONS, PROVIDERS, get_preferences
 from ..properties import record_check
@@ -62,15 +61,21 @@ class RunSettings:
         )
 
     def converter(self):
+        """The run's one Converter (made on first use): every conversion of the run shares it, its
+        manifest and its model sessions."""
+        return self._converter
+
+    @functools.cached_property
+    def _converter(self):
         # Imported here so registering the add-on never loads onnxruntime (startup stays fast).
         from ..engine.pipeline import Converter
 
         return Converter(models_dir=self.models_dir, provider=self.provider, tile=self.tile, overlap=self.overlap)
 
-    @functools.cached_property
+    @property
     def manifest(self):
-        """The models' manifest, read once per run (a batch of conversions shares it)."""
-        return load_manifest(self.models_dir)
+        """The models' manifest, read once per run (the run's converter reads it)."""
+        return self.converter().manifest
 
     def png_suffixes(self) -> dict[str, str]:
         return dict(self.manifest.png_suffixes)

@@ -71,3 +71,24 @@ def node_tree_snapshot(material):
         sorted((l.from_node.name, l.from_socket.identifier, l.to_node.name, l.to_socket.identifier)
                for l in tree.links),
     )
+
+
+def array_to_image(name: str, array: np.ndarray, *, is_data: bool):
+    """A new bpy image holding `array` (H x W or H x W x 1/3/4, top row first, values in [0, 1])."""
+    import bpy
+
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    height, width, channels = array.shape
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    if channels == 1:
+        rgba[:, :, :3] = array
+    else:
+        rgba[:, :, :min(channels, 4)] = array[:, :, :4]
+    image = bpy.data.images.new(name, width, height, alpha=channels == 4)
+    if is_data:
+        image.colorspace_settings.is_data = True
+    image.pixels.foreach_set(np.ascontiguousarray(rgba[::-1]).ravel())
+    image.update()
+    return image

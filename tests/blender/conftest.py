@@ -54,6 +54,7 @@ def prefs(bpy, empty_scene, tiny_models_dir, tmp_path):
     prefs.models_dir = str(tiny_models_dir)
     prefs.output_dir = str(tmp_path / "out")
     prefs.provider = 'CPU'
+    prefs.custom_tiling = True  # without it the tile size and overlap below are not used
     prefs.tile_size = 128
     prefs.tile_overlap = 16
     prefs.overwrite = False

@@ -84,6 +84,18 @@ def test_convert_material_makes_a_wired_pbr_material_and_keeps_the_original(bpy,
     assert summary.last_seconds > 0 and f"in {summary.last_seconds:.1f} s" in summary.last_message
 
 
+def test_the_tile_preferences_reach_the_runs_one_converter_only_with_custom_tiling(bpy, prefs):
+    from addon.operators.convert import RunSettings
+
+    settings = RunSettings.from_context(bpy.context)
+    converter = settings.converter()
+    assert settings.converter() is converter and settings.manifest is converter.manifest  # one per run
+    assert (converter.tile, converter.overlap) == (128, 16)
+    prefs.custom_tiling = False
+    default = RunSettings.from_context(bpy.context).converter()
+    assert (default.tile, default.overlap) == (default.manifest.tile, default.manifest.overlap) != (128, 16)
+
+
 def test_the_manifest_height_midlevel_reaches_the_displacement_node(bpy, prefs, tmp_path):
     manifest_path = Path(prefs.models_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))

@@ -3,7 +3,7 @@ import numpy as np
 
 from addon.engine.imageio import read_image
 
-from .builders import make_texture_pair
+from .builders import array_to_image, make_texture_pair
 
 
 def test_file_image_reads_exactly_what_the_engine_reads(bpy, empty_scene, tmp_path):
@@ -15,7 +15,7 @@ def test_file_image_reads_exactly_what_the_engine_reads(bpy, empty_scene, tmp_pa
 
 
 def test_packed_image_round_trips_top_row_first(bpy, empty_scene, tmp_path):
-    from addon.blender.images import array_to_image, image_to_array
+    from addon.blender.images import image_to_array
 
     array = np.zeros((6, 10, 4), dtype=np.float32)
     array[0, :, 0] = 1.0  # top row red

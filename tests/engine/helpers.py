@@ -36,3 +36,17 @@ def run_cli(*args, home):
     env = {**os.environ, "HOME": str(home)}  # bpy must not touch the user's Blender config
     return subprocess.run([sys.executable, "-m", "addon.cli", *map(str, args)], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
+
+
+def run_tiled(sources, model, out_channels: int, tile: int, overlap: int, multiple: int = 1, batch: int = 4):
+    """Run `model` over arrays (or TileSources) of one size with the engine's TiledRun; (H, W, C_out)."""
+    from addon.engine.tiling import TiledRun, plan_grid, wrap_source
+
+    shape = next(s.shape[:2] for s in sources if isinstance(s, np.ndarray))
+    cutters = [wrap_source(s) if isinstance(s, np.ndarray) else s for s in sources]
+    grid = plan_grid(shape[0], shape[1], tile, overlap, multiple)
+    out = np.empty((shape[0], shape[1], out_channels), dtype=np.float32)
+    run = TiledRun(grid, cutters, model, out, batch)
+    while not run.step():
+        pass
+    return out

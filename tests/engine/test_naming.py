@@ -42,19 +42,6 @@ def test_role_of_names_the_texture_slot(name, role):
     assert naming.role_of(name) == role
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("textures/armor/iron.dds", True),
-    ("Textures/Armor/Iron_D.TGA", True),
-    ("textures/armor/dwemer_metal.png", True),   # a Skyrim diffuse, whatever Node Wrangler thinks
-    ("textures/armor/iron_n.dds", False),
-    ("textures/armor/iron_g.dds", False),
-    ("TEXTURES/PBR/armor/iron.dds", False),       # True PBR output, never re-converted
-    ("textures/armor/readme.txt", False),
-])
-def test_is_conversion_input_accepts_only_diffuse_textures_outside_pbr(path, expected):
-    assert naming.is_conversion_input(path) is expected
-
-
 @pytest.mark.parametrize("name, role", [
     ("wood_diffuse.png", "base_color"), ("Wood-BaseColor.png", "base_color"),
     ("wood_rgh.png", "roughness"), ("metal plate_metalness.png", "metallic"),

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from addon.engine.tiling import (
-    TiledRun, blend_window, plan_grid, resize_wrap, ring_segments, run_tiled, sample_wrap, wrap_source,
-)
+from addon.engine.tiling import TiledRun, blend_window, plan_grid, resize_wrap, ring_segments, sample_wrap, wrap_source
+
+from .helpers import run_tiled
 
 
 def identity(inputs):

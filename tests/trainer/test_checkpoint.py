@@ -28,7 +28,6 @@ def test_checkpoint_round_trips_models_with_lora_and_config(tmp_path):
     assert run_config == {"plan": "skyrim"}
     for (k, a), (k2, b) in zip(models.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(a, b)
-    assert not any(f.suffix in (".pkl", ".pickle") for f in ckpt.path.iterdir())
     state = torch.load(ckpt.path / "state.pt", weights_only=True)  # no pickled objects needed
     assert "optimizer" in state
 

@@ -1,6 +1,7 @@
 """train_one_epoch on a toy loss module: how often the loss is read on the host (log_every), gradient
 accumulation with DDP's no_sync, and the divergence check against mid-epoch checkpoints; and on the
-real loss module, that a few dozen steps on one fixed batch fit it (gradients reach every model)."""
+real loss module, that a few dozen steps on one fixed batch fit it (gradients reach every model); the
+crop curriculum's size per phase and epoch."""
 import contextlib
 import math
 from types import SimpleNamespace
@@ -9,11 +10,14 @@ import pytest
 import torch
 from torch import nn
 
+from tests.trainer.helpers import SMALL_PLAN, small_plan
 from trainer import train
 from trainer.config import RunConfig
 from trainer.logs import RunLogger
 from trainer.models import ModelsConfig, create_models, set_trainable
 from trainer.objective import MODEL_NAMES, compute_losses
+from trainer.models.segformer import SEGFORMER_MIN_SIDE
+from trainer.plan import load_plan
 from trainer.train import JobContext, JobProgress, JobSetup, LossModule, Runtime, TrainingDiverged, train_one_epoch
 
 
@@ -102,6 +106,15 @@ def test_grad_accum_steps_every_n_batches_and_all_reduces_only_on_the_stepping_o
     assert module.weight.item() == -2.5
 
 
+@pytest.mark.parametrize("grad_clip, moved", [(0.0, -3.0), (0.25, -0.75)])
+def test_grad_clip_bounds_the_gradient_norm_of_each_step(tmp_path, grad_clip, moved):
+    ctx, setup, progress, batches, module, steps, _ = _epoch(tmp_path, [1, 1, 1], grad_clip=grad_clip)
+    train_one_epoch(ctx, setup, progress, batches)
+    assert steps == [1, 2, 3]
+    # Each step's gradient is 1; SGD(lr=1) moves the weight by it, or by the clipped norm.
+    assert module.weight.item() == pytest.approx(moved)
+
+
 def test_a_nan_loss_stops_the_epoch_before_the_next_checkpoint(tmp_path, monkeypatch):
     saves = []
     monkeypatch.setattr(train, "save_job", lambda ctx, setup, progress, pointers: saves.append(progress.global_step))
@@ -159,3 +172,23 @@ def test_a_few_dozen_real_training_steps_on_one_fixed_batch_drive_every_models_l
         assert after[name] < 0.75 * before[name], (name, before[name], after[name])
     unmoved = [name for name, p in models.named_parameters() if p.requires_grad and torch.equal(p, start[name])]
     assert unmoved == []
+
+
+def test_the_crop_curriculum_grows_from_256_to_768_px_across_its_phases_epoch_by_epoch(tmp_path):
+    path = tmp_path / "curriculum.toml"
+    path.write_text(SMALL_PLAN.format(matsynth_max_rise=0.1).replace("resolution = 64", "resolution = 768")
+                    + '[crop_curriculum]\nphases = ["P1", "P2"]\n', encoding="utf-8")
+    plan = load_plan(path)
+    cfg = RunConfig()
+    p1, p2 = plan.phase("P1"), plan.phase("P2")  # 3 epochs, then 2: five steps of a quarter each
+    sizes = [train.crop_size_for(plan, cfg, p1, epoch) for epoch in (1, 2, 3)] + \
+            [train.crop_size_for(plan, cfg, p2, epoch) for epoch in (1, 2)]
+    assert sizes[0] == 256 and sizes[2] == 512 and sizes[-1] == 768
+    assert sizes == sorted(set(sizes)) and all(size % 32 == 0 for size in sizes)
+    # At a small res_scale the crops shrink with the phase, but never below what SegFormer accepts.
+    small = RunConfig(res_scale=0.25)
+    assert train.crop_size_for(plan, small, p2, 2) == 192
+    assert train.crop_size_for(plan, small, p1, 1) == max(64, SEGFORMER_MIN_SIDE)
+    # A plan without a curriculum trains on whole images.
+    plain = load_plan(small_plan(tmp_path))
+    assert train.crop_size_for(plain, cfg, plain.phase("P1"), 1) is None

@@ -4,8 +4,9 @@
 
 - classifier(image N,3,224,224)          -> (logits N,13, patch_logits N,13,224/p,224/p)
 - metallic_seg(image N,3,H,W)            -> logits N,1,H,W
-- albedo(diffuse N,3,H,W, normal)        -> albedo N,3,H,W in [0, 1]
-- maps(albedo, normal, condition N,14,H,W) -> N,4,H,W in [0, 1] (contract.MAP_CHANNELS)
+- albedo(diffuse N,3,H,W, normal, specular N,2,H,W) -> albedo N,3,H,W in [0, 1]
+- maps(albedo, normal, condition N,14,H,W, specular, height_prior N,1,H,W) -> N,4,H,W in [0, 1]
+  (contract.MAP_CHANNELS)
 
 The config is saved inside every checkpoint (dataclasses.asdict) and rebuilt with ModelsConfig(**d).
 """
@@ -21,7 +22,8 @@ from trainer.models.classifier import MaterialClassifier, PretrainedWeightsError
 from trainer.models.lora import add_lora, merged_copy, unwrap
 from trainer.models.segformer import MetallicSegmenter
 from trainer.models.trainable import apply_train_mode, set_trainable, trainable_parameter_names
-from trainer.models.unet import UNetAlbedo, UNetMaps, check_image
+from trainer.models.shapes import check_image
+from trainer.models.unet import UNetAlbedo, UNetMaps
 
 __all__ = [
     "ModelsConfig", "create_models", "add_lora", "merged_copy", "unwrap", "set_trainable",

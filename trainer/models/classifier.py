@@ -14,7 +14,7 @@ from torch import nn
 from addon.engine.errors import PBRForgeError
 from trainer.contract import CLASSIFIER_INPUT_SIZE, MATERIAL_CLASSES
 from trainer.models.lora import unwrap
-from trainer.models.unet import check_image
+from trainer.models.shapes import check_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -14,7 +14,7 @@ from torch import nn
 
 from trainer.models.classifier import ImageNormalise, PretrainedWeightsError
 from trainer.models.lora import unwrap
-from trainer.models.unet import check_image
+from trainer.models.shapes import check_image
 
 # Below this side the MiT encoder's sequence reduction collapses a stage to a single token and the
 # exported graph's shape assumptions stop holding (with the default sr_ratios 8, 4, 2, 1).
