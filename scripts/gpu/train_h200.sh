@@ -16,7 +16,8 @@
 # BUDGET_S covers training and export: training runs under `timeout` for BUDGET_S - EXPORT_RESERVE_S
 # seconds and, when it is cut short, the export takes the run's latest finished job (as
 # `python -m trainer export --run` does for any stopped run; the manifest's provenance.checkpoint says
-# which). CPU smoke test (docs/gpu.md):
+# which). The export itself is cut at HARD_LIMIT_S - PACK_RESERVE_S (570 - 30 s); then only the weights
+# come back (export/trainable/), to be exported here. CPU smoke test (docs/gpu.md):
 #   DEVICE=cpu RES_SCALE=0.0625 EPOCHS_SCALE=0.05 MAX_STEPS=2 BATCH_SIZE=2 SYNTH_COUNT=4 SYNTH_SIZE=64 \
 #     SYNTH_JOBS=1 NUM_WORKERS=0 PYTHON=.venv/bin/python OUT=/tmp/gpu_smoke_out bash scripts/gpu/train_h200.sh
 set -u -o pipefail
@@ -31,8 +32,10 @@ SHARD=${SHARD:-gpu_shard/lib}
 WHEELS=${WHEELS:-.whl}
 DEVICE=${DEVICE:-cuda}
 PLAN=${PLAN:-scripts/gpu/skyrim_1k.toml}  # D at 1K (see that file)
-BUDGET_S=${BUDGET_S:-450}              # training + export, seconds of wall time
+BUDGET_S=${BUDGET_S:-450}              # training + export, seconds of wall time from the start
 EXPORT_RESERVE_S=${EXPORT_RESERVE_S:-90}
+HARD_LIMIT_S=${HARD_LIMIT_S:-570}      # the whole script, under the run tool's 600 s: the export is cut
+PACK_RESERVE_S=${PACK_RESERVE_S:-30}   # at HARD_LIMIT_S - PACK_RESERVE_S and the weights come back instead
 SYNTH_COUNT=${SYNTH_COUNT:-128}        # procedural materials (MatSynth role, besides the shard's truth)
 SYNTH_SIZE=${SYNTH_SIZE:-1024}
 SYNTH_JOBS=${SYNTH_JOBS:-12}           # synth processes in parallel
@@ -44,6 +47,8 @@ NUM_WORKERS=${NUM_WORKERS:-14}
 VAL_BATCHES=${VAL_BATCHES:-2}
 LR_SCALE=${LR_SCALE:-5}                # a miniature of the plan's steps: larger steps (docs/training.md)
 EXTRA_ARGS=${EXTRA_ARGS:-}
+export DEVICE PLAN BUDGET_S EXPORT_RESERVE_S HARD_LIMIT_S SYNTH_COUNT SYNTH_SIZE SYNTH_JOBS RES_SCALE EPOCHS_SCALE MAX_STEPS \
+    BATCH_SIZE NUM_WORKERS VAL_BATCHES LR_SCALE EXTRA_ARGS SHARD   # recorded in gpu_session.json
 mkdir -p "$OUT" "$WORK"
 RUN=$WORK/run
 EXPORT=$WORK/export
@@ -103,7 +108,9 @@ EOF
     done
     for pid in "${pids[@]}"; do wait "$pid" || { cat "$PROC"/p*.log; echo "error: synth failed"; return 1; }; done
     cat "$PROC"/p*.log
+    local t_synth=$((SECONDS - t0))
     local train_s=$(( BUDGET_S - EXPORT_RESERVE_S - (SECONDS - t0) ))
+    [ "$train_s" -ge 1 ] || train_s=1  # (timeout 0 would mean no limit)
     echo "== $((SECONDS - t0)) s: training, at most $train_s s"
     rm -rf "$RUN" "$EXPORT"
     local rc=0
@@ -118,8 +125,19 @@ EOF
     elif [ "$rc" -ne 0 ]; then
         echo "== training failed (status $rc); exporting what finished, if anything"
     fi
+    local t_train=$((SECONDS - t0 - t_synth)) t_export=$SECONDS
     echo "== $((SECONDS - t0)) s: export"
-    "$PYTHON" -m trainer export --run "$RUN" --out "$EXPORT" || { echo "error: export failed"; return 1; }
+    local export_s=$(( HARD_LIMIT_S - PACK_RESERVE_S - (SECONDS - t0) )) xrc=0
+    [ "$export_s" -ge 1 ] || export_s=1
+    timeout --kill-after=10 "$export_s" "$PYTHON" -m trainer export --run "$RUN" --out "$EXPORT" || xrc=$?
+    if [ "$xrc" -ne 0 ]; then
+        # No ONNX set in time (or the export failed): bring back the weights, exportable here with
+        # `python -m trainer export --run DIR/export --out models/` (docs/gpu.md).
+        echo "== export failed or ran out of time (status $xrc); packing the checkpoint as export/trainable only"
+        rm -rf "$EXPORT" && mkdir -p "$EXPORT"
+        "$PYTHON" -c "import sys; from pathlib import Path; from trainer.checkpoint import resolve_checkpoint, write_trainable; write_trainable(resolve_checkpoint(sys.argv[1]), Path(sys.argv[2]))" \
+            "$RUN" "$EXPORT" || { echo "error: no finished checkpoint to bring back"; return 1; }
+    fi
     echo "== $((SECONDS - t0)) s: evaluation skipped: the shard has no held-out materials (evaluate after unpacking, docs/gpu.md)"
     local stage=$WORK/stage
     rm -rf "$stage" && mkdir -p "$stage/run"
@@ -127,10 +145,32 @@ EOF
     (cd "$RUN" && find . -name '*.json' -not -path './synthetic/*' -size -2M -print0 | xargs -0 -r cp --parents -t "$stage/run")
     [ -d "$RUN/tb" ] && [ "$(du -sm "$RUN/tb" | cut -f1)" -le 6 ] && cp -r "$RUN/tb" "$stage/run/tb"
     cp "$PROC"/p*.log "$stage/run/" 2>/dev/null
+    # Where, on what and how long: the settings, each step's seconds and the shard's packing record.
+    T_SYNTH=$t_synth T_TRAIN=$t_train T_EXPORT=$((SECONDS - t_export)) TRAIN_RC=$rc TRAIN_LIMIT=$train_s EXPORT_RC=$xrc \
+        "$PYTHON" - "$SHARD/index.json" "$stage/run/gpu_session.json" <<'EOF' || true
+import json, os, platform, subprocess, sys
+def smi():
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception as exc:  # noqa: BLE001 - no GPU (the CPU smoke test)
+        return f"unavailable ({exc})"
+keys = ("DEVICE", "PLAN", "BUDGET_S", "EXPORT_RESERVE_S", "HARD_LIMIT_S", "SYNTH_COUNT", "SYNTH_SIZE", "SYNTH_JOBS", "RES_SCALE",
+        "EPOCHS_SCALE", "MAX_STEPS", "BATCH_SIZE", "NUM_WORKERS", "VAL_BATCHES", "LR_SCALE", "EXTRA_ARGS", "SHARD")
+record = {"host": platform.node(), "cpu_count": os.cpu_count(), "gpu": smi(),
+          "settings": {k: os.environ.get(k) for k in keys},
+          "seconds": {"checks_and_synth": int(os.environ["T_SYNTH"]), "train": int(os.environ["T_TRAIN"]),
+                      "export": int(os.environ["T_EXPORT"])},
+          "train_limit_s": int(os.environ["TRAIN_LIMIT"]), "train_status": int(os.environ["TRAIN_RC"]),
+          "export_status": int(os.environ["EXPORT_RC"]),
+          "shard_packed": json.load(open(sys.argv[1])).get("packed")}
+json.dump(record, open(sys.argv[2], "w"), indent=1)
+print("session:", json.dumps(record["seconds"]), "gpu:", record["gpu"])
+EOF
     rm -f "$OUT"/pbr_gpu_result.tar.gz.part-*
     tar -C "$stage" -czf - export run | split -b 15M - "$OUT/pbr_gpu_result.tar.gz.part-" || return 1
     ls -l "$OUT"
-    echo "== $((SECONDS - t0)) s: done (training status $rc). Unpack: cat OUT/pbr_gpu_result.tar.gz.part-* | tar -xzf - -C DIR"
+    echo "== $((SECONDS - t0)) s: done (training status $rc, export status $xrc). Unpack: cat OUT/pbr_gpu_result.tar.gz.part-* | tar -xzf - -C DIR"
     [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 130 ] || [ "$rc" -eq 137 ]
 }
 
