@@ -24,7 +24,7 @@ set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$REPO"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1   # nothing written into the repository tree
 PYTHON=${PYTHON:-python3}
 OUT=${OUT:-/tmp/pbr_gpu_out}
 WORK=${WORK:-/tmp/pbr_gpu}
