@@ -19,7 +19,8 @@
 # which). The export itself is cut at HARD_LIMIT_S - PACK_RESERVE_S (570 - 30 s); then only the weights
 # come back (export/trainable/), to be exported here. CPU smoke test (docs/gpu.md):
 #   DEVICE=cpu RES_SCALE=0.0625 EPOCHS_SCALE=0.05 MAX_STEPS=2 BATCH_SIZE=2 SYNTH_COUNT=4 SYNTH_SIZE=64 \
-#     SYNTH_JOBS=1 NUM_WORKERS=0 PYTHON=.venv/bin/python OUT=/tmp/gpu_smoke_out bash scripts/gpu/train_h200.sh
+#     SYNTH_JOBS=1 NUM_WORKERS=0 BUDGET_S=1500 EXPORT_RESERVE_S=300 HARD_LIMIT_S=2000 PYTHON=.venv/bin/python \
+#     OUT=/tmp/gpu_smoke_out bash scripts/gpu/train_h200.sh
 set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
