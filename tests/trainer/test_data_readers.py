@@ -65,6 +65,19 @@ def test_matsynth_crop_takes_its_height_prior_from_the_whole_texture(tmp_path, m
     np.testing.assert_allclose(window["height_prior"], whole["height_prior"][:, :12, :20], atol=1e-6)
 
 
+def test_the_height_prior_of_a_texture_over_the_integration_size_is_at_its_pixels():
+    from addon.engine.priors import PRIOR_MAX_SIDE
+    from trainer.data.sample import texture_height_prior
+    side = PRIOR_MAX_SIDE + 64
+    normal = np.zeros((side, side, 3), np.float32)
+    normal[..., 0] = 0.3 * np.sin(np.linspace(0, 2 * np.pi, side, endpoint=False))[None, :]
+    normal[..., 2] = 1.0
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    prior = texture_height_prior(normal)
+    assert prior.shape == (side, side) and prior.dtype == np.float32
+    assert np.ptp(prior[0]) > 0.1 and np.allclose(prior, prior[:1], atol=1e-3)  # varies along x only
+
+
 def test_matsynth_licence_filter_tags_and_basecolor_fallback(tmp_path, materials):
     rows = _rows(materials[:3])
     rows[0]["metadata"]["license"] = "cc-by"

@@ -37,7 +37,7 @@ def texture_height_prior(normal: np.ndarray) -> np.ndarray:
     conversion computes it: integrated over the whole texture (shrunk to PRIOR_MAX_SIDE), then
     resampled with wrap-around."""
     prior = height_prior(normal)
-    return prior if prior.shape == normal.shape[:2] else resize_wrap(prior, *normal.shape[:2])
+    return prior if prior.shape == normal.shape[:2] else resize_wrap(prior[..., None], *normal.shape[:2])[..., 0]
 
 
 def cropped_height_prior(normal: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
