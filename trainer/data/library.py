@@ -42,7 +42,7 @@ from addon.engine.priors import normal_slopes
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
 from trainer.data.matsynth import DataSourceError
 from trainer.data.mixing import stable_int
-from trainer.data.sample import DOMAIN_MATSYNTH, DOMAIN_SKYRIM, cropped_height_prior, make_sample
+from trainer.data.sample import DOMAIN_MATSYNTH, DOMAIN_SKYRIM, consistent_height, cropped_height_prior, make_sample
 
 log = logging.getLogger(__name__)
 
@@ -821,17 +821,18 @@ class LibraryDataset:
             return None if image is None else wrap_crop(image, top, left, *size)
 
         if self.role == "old_game":
-            # Old-game sets have no PBR truth, but their own height map (where one exists) is a real target.
+            # Old-game sets carry no target: no PBR truth, and their own height maps' part that their
+            # normals do not show is not learnable from the inputs (consistent_height).
             return make_sample(crop(maps["diffuse"]), crop(maps["normal"]), domain=self.domain,
                                specular=crop(maps.get("specular")),
-                               maps={"height": None if "height" in excluded else crop(maps.get("height"))},
                                prior=cropped_height_prior(maps["normal"], top, left, *size))
         from trainer.data.degrade import render_old_game
         # The input is rendered from the whole texture, as a game's texture is whole, then cropped.
         diffuse, normal_pixels = render_old_game(maps, rng, self.degradation)
         normal = decode_normal(normal_pixels[..., :3], directx=True)
         specular = normal_pixels[..., 3] if normal_pixels.shape[-1] == 4 else None
-        targets = {k: None if k in excluded else crop(maps.get(k)) for k in ("roughness", "metallic", "ao", "height")}
+        targets = {k: None if k in excluded else crop(maps.get(k)) for k in ("roughness", "metallic", "ao")}
+        targets["height"] = consistent_height(maps["normal"], top, left, *size)
         return make_sample(crop(diffuse), crop(normal), domain=self.domain, specular=crop(specular),
                            albedo=crop(maps["albedo"]), maps=targets,
                            prior=cropped_height_prior(normal, top, left, *size))

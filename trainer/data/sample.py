@@ -47,6 +47,18 @@ def cropped_height_prior(normal: np.ndarray, top: int, left: int, height: int, w
     return wrap_crop(texture_height_prior(normal), top, left, height, width)
 
 
+def consistent_height(clean_normal: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """The height target of a real material whose input normal is rendered from `clean_normal`, its
+    whole clean normal map: that normal's integral, cropped (re-rendering consistency). A real height
+    map is not always what its normal map was made from (scans, hand-painted relief); its part that
+    the normal does not show is not in the inputs, and trained on it the height head learned to invent
+    it from the diffuse and lost to plain integration on real held-out materials (docs/quality.md).
+    What the inputs can tell is the clean normal's integral: the head learns to undo what old-game
+    compression did to the normal. (Procedural normals are made from their heights, so MatSynth-role
+    heights stay as stored.)"""
+    return cropped_height_prior(clean_normal, top, left, height, width)
+
+
 def make_sample(diffuse: np.ndarray, normal: np.ndarray, *, domain: int, specular: np.ndarray | None = None,
                 albedo: np.ndarray | None = None, maps: dict[str, np.ndarray] | None = None,
                 labels=None, prior: np.ndarray | None = None) -> dict[str, torch.Tensor]:
