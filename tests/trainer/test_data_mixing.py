@@ -6,7 +6,8 @@ import torch
 
 from trainer.data import synth
 from trainer.data.common import DataReport
-from trainer.data.matsynth import DataSourceError, MatSynthDataset
+from trainer.data.matsynth import MatSynthDataset
+from trainer.data.sample import DataSourceError
 from trainer.data.mixing import MixSampler, build_loader, exact_counts, split_holdout
 from trainer.data.skyrim import SkyrimDataset
 

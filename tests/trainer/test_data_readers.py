@@ -13,7 +13,8 @@ from addon.engine.truepbr import pack_rmaos, unpack_rmaos
 from trainer import contract
 from trainer.data import synth
 from trainer.data.common import DataReport, decode_normal, encode_normal, periodic_resize
-from trainer.data.matsynth import DataSourceError, MatSynthDataset
+from trainer.data.matsynth import MatSynthDataset
+from trainer.data.sample import DataSourceError
 from trainer.data.skyrim import SkyrimDataset, find_pairs
 
 RNG = np.random.default_rng(0)

@@ -79,6 +79,11 @@ AO_DIRECTIONS = 8
 AO_DISTANCES = (1, 2, 4, 8, 16, 32, 64)
 
 
+# Depth in pixels at 1024 px of a full 0..1 height step for AO targets of heights whose scale is not
+# known in pixels (MatSynth's height_factor is not): it suits most materials.
+AO_DEPTH_PX = 40.0
+
+
 def ao_from_height(height: np.ndarray, depth_px: float | None = None) -> np.ndarray:
     """Ambient occlusion (1 = open sky, 0 = fully occluded) from a height map, tileable.
 
@@ -90,7 +95,7 @@ def ao_from_height(height: np.ndarray, depth_px: float | None = None) -> np.ndar
     0..1 height step (40 suits most materials; the procedural materials store theirs as
     metadata["height_factor"]).
     """
-    depth_px = 40.0 if depth_px is None else depth_px
+    depth_px = AO_DEPTH_PX if depth_px is None else depth_px
     scale = max(height.shape[:2]) / 1024.0
     h = height.astype(np.float32) * depth_px * scale
     visible = np.zeros_like(h)

@@ -40,9 +40,10 @@ from addon.engine.manifest import sha256_of
 from addon.engine.normalmaps import detect_normal_convention
 from addon.engine.priors import normal_slopes
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
-from trainer.data.matsynth import DataSourceError
 from trainer.data.mixing import stable_int
-from trainer.data.sample import DOMAIN_MATSYNTH, DOMAIN_SKYRIM, consistent_height, cropped_height_prior, make_sample
+from trainer.data.sample import (
+    DOMAIN_MATSYNTH, DOMAIN_SKYRIM, DataSourceError, consistent_height, cropped_height_prior, make_sample,
+)
 
 log = logging.getLogger(__name__)
 

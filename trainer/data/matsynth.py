@@ -19,23 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import decode_image
 from trainer import contract
 from trainer.data.common import (
-    DataReport, ao_from_height, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
+    AO_DEPTH_PX, DataReport, ao_from_height, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
 )
-from trainer.data.sample import DOMAIN_MATSYNTH, cropped_height_prior, make_sample
+from trainer.data.sample import DOMAIN_MATSYNTH, DataSourceError, cropped_height_prior, make_sample
 
 DEFAULT_LICENSES = ("cc0",)
 INDEX_COLUMNS = ("name", "category", "metadata")
 IMAGE_COLUMNS = ("basecolor", "diffuse", "height", "metallic", "normal", "roughness")
-# MatSynth's height_factor is not in pixels; this AO depth (px of a 0..1 step at 1024 px) suits its heights.
-MATSYNTH_AO_DEPTH_PX = 40.0
-
-
-class DataSourceError(PBRForgeError):
-    """A training data folder or shard that cannot be used as given."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +86,7 @@ class MatSynthDataset:
     domain = DOMAIN_MATSYNTH
 
     def __init__(self, paths, *, resolution: int = 1024, licenses=DEFAULT_LICENSES, report: DataReport | None = None,
-                 ao_depth_px: float = MATSYNTH_AO_DEPTH_PX):
+                 ao_depth_px: float = AO_DEPTH_PX):
         import pyarrow.parquet as pq
 
         self.resolution = int(resolution)

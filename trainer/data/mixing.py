@@ -25,8 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 from addon.engine.errors import PBRForgeError
 from trainer.data import augment
 from trainer.data.common import DataReport
-from trainer.data.matsynth import DataSourceError
-from trainer.data.sample import DOMAIN_SKYRIM
+from trainer.data.sample import DOMAIN_SKYRIM, DataSourceError
 
 # Share of Skyrim items that get SkyrimPhotometric, so each may appear pristine and distorted (plan).
 PHOTOMETRIC_PROBABILITY = 0.5

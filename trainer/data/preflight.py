@@ -27,7 +27,7 @@ from addon.engine import naming
 from addon.engine.errors import ImageReadError
 from addon.engine.imageio import read_image, write_png
 from trainer.data.common import as_rgb
-from trainer.data.matsynth import DataSourceError
+from trainer.data.sample import DataSourceError
 from trainer.data.skyrim import BACKUP_DIR, DUPLICATES_DIR, PREFLIGHT_FILE, find_pairs
 
 DUPLICATE_MEAN_TOLERANCE = 3 / 255   # mean |diffuse - albedo| over all pixels and channels

@@ -15,10 +15,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from addon.engine.errors import PBRForgeError
 from addon.engine.priors import height_prior, specular_input
 from addon.engine.tiling import resize_wrap
 from trainer.contract import DOMAINS, MAP_CHANNELS, VALID_TARGETS
 from trainer.data.common import METALLIC_MASK_THRESHOLD, NUM_CLASSES, labels_vector, wrap_crop
+
+class DataSourceError(PBRForgeError):
+    """A training data folder or shard that cannot be used as given."""
+
 
 DOMAIN_MATSYNTH = DOMAINS.index("matsynth")
 DOMAIN_SKYRIM = DOMAINS.index("skyrim")

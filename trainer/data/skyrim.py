@@ -21,8 +21,7 @@ from trainer.contract import MAP_CHANNELS
 from trainer.data.common import (
     DataReport, as_gray, as_rgb, decode_normal, periodic_resize, wrap_crop,
 )
-from trainer.data.matsynth import DataSourceError
-from trainer.data.sample import DOMAIN_SKYRIM, cropped_height_prior, make_sample
+from trainer.data.sample import DOMAIN_SKYRIM, DataSourceError, cropped_height_prior, make_sample
 
 PREFLIGHT_FILE = "preflight.json"
 DUPLICATES_DIR = "duplicates"

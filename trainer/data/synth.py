@@ -23,6 +23,7 @@ from addon.engine.truepbr import pack_rmaos
 from trainer import contract
 from trainer.data.common import ao_from_height, encode_normal, normal_from_height
 from trainer.data.degrade import bc_roundtrip, key_light, lambert, sheen
+from trainer.data.skyrim import LABELS_FILE
 
 CATEGORIES = contract.MATERIAL_CLASSES
 
@@ -463,7 +464,6 @@ def write_matsynth_shards(materials, out_dir, rows_per_shard: int = 64, rows_per
     return written
 
 
-SKYRIM_LABELS_FILE = "labels.json"
 
 
 def write_skyrim_pair(material: Material, inputs_root, targets_root, relative_dir: str = "") -> Path:
@@ -502,7 +502,7 @@ def write_skyrim_set(materials, root, relative_dir: str = "textures/synth") -> P
     """`<root>/inputs/...` and `<root>/targets/...` (the layout preflight and SkyrimDataset read), with
     per-material class labels in `<root>/targets/labels.json` (relative stem -> class names)."""
     root = Path(root)
-    labels_path = root / "targets" / SKYRIM_LABELS_FILE
+    labels_path = root / "targets" / LABELS_FILE
     labels = json.loads(labels_path.read_text()) if labels_path.exists() else {}
     for material in materials:
         rel_dir = f"{relative_dir}/{material.category}".strip("/")
