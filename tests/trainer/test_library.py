@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from addon.engine.imageio import read_image, write_png
+from trainer.contract import VALID_INDEX
 from trainer.data import library
 from trainer.data.common import decode_normal, encode_normal
 from trainer.data.synth import generate_material
@@ -234,6 +235,24 @@ def test_a_crop_is_a_window_of_the_whole_textures_inputs_and_height_prior(tmp_pa
     window = dataset.load(0, np.random.default_rng(5), (24, 40), resolution=SIZE)
     for key in ("diffuse", "normal", "height_prior", "maps"):
         np.testing.assert_allclose(window[key], whole[key][:, :24, :40], atol=1e-6, err_msg=key)
+
+
+def test_a_truth_materials_height_target_is_its_clean_normals_integral_even_without_a_height_map(tmp_path):
+    from trainer.data.sample import texture_height_prior
+    m = _material(8, "stone")
+    licence(tmp_path / "src")
+    poly_haven_set(tmp_path / "src" / "s", "stone", m)
+    (tmp_path / "src" / "s" / "stone_disp_1k.png").unlink()
+    import_library(tmp_path / "src", tmp_path / "lib")
+    dataset = library.LibraryDataset(tmp_path / "lib", split="heldout")
+    sample = dataset.load(0, np.random.default_rng(2), (SIZE, SIZE), resolution=SIZE)
+    assert sample["valid"][VALID_INDEX["height"]] == 1.0
+    clean = dataset.read_material(0)["normal"]
+    expected = texture_height_prior(clean / np.linalg.norm(clean, axis=-1, keepdims=True))
+    # The crop is a wrap-around shift of the whole texture: compare the shift-free amplitude spectra.
+    spectrum = np.abs(np.fft.fft2(sample["maps"][3].numpy()))
+    np.testing.assert_allclose(spectrum, np.abs(np.fft.fft2(expected)), atol=1e-3 * spectrum.max())
+    assert not np.allclose(sample["maps"][3], sample["height_prior"][0], atol=1e-3)  # not the degraded input's
 
 
 def test_a_material_is_decoded_once_and_its_cached_maps_stay_unchanged(tmp_path, monkeypatch):
