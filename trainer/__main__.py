@@ -50,13 +50,16 @@ def _add_run_parser(subparsers) -> None:
     p.add_argument("--export-to", help="also copy the exported ONNX set here (e.g. models/)")
     p.add_argument("--init-from", help="start from these weights instead of new models: an exported models folder "
                                        "(models/ keeps its trainable checkpoint), a run or a checkpoint folder")
+    p.add_argument("--reset", action="append", metavar="PART",
+                   help="with --init-from: start these parameters (a name prefix, e.g. maps.heads.height; "
+                        "repeatable) as new, untrained ones instead of from the weights")
     p.add_argument("--no-export", action="store_true", help="do not export ONNX models at the end")
     p.set_defaults(func=_run_command)
 
 
 OVERRIDES = ("synthetic", "models_preset", "res_scale", "epochs_scale", "max_steps", "batch_size", "grad_accum",
              "lr_scale", "val_batches",
-             "num_workers", "checkpoint_every", "log_every", "grad_clip", "compile", "lion", "wandb", "export_to", "init_from", "matsynth", "skyrim",
+             "num_workers", "checkpoint_every", "log_every", "grad_clip", "compile", "lion", "wandb", "export_to", "init_from", "reset", "matsynth", "skyrim",
              "library")
 
 

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -72,6 +72,27 @@ class Checkpoint:
 
     def state(self, map_location="cpu") -> dict:
         return torch.load(self.path / STATE, map_location=map_location, weights_only=True)
+
+
+@dataclass
+class PartlyNew(Checkpoint):
+    """A checkpoint whose parameters in `new` (a freshly built model's) replace its own: --reset."""
+    new: dict = field(default_factory=dict)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {**super().weights(), **self.new}
+
+
+def with_new_parts(checkpoint: Checkpoint, models: torch.nn.Module, prefixes) -> PartlyNew:
+    """`checkpoint` with the parameters named by `prefixes` (a whole name or a dotted prefix) taken
+    from `models`, new models built from the plan's seed."""
+    def named(key: str, prefix: str) -> bool:
+        return key == prefix or key.startswith(prefix.rstrip(".") + ".")
+    new = {k: v for k, v in model_state(models).items() if any(named(k, p) for p in prefixes)}
+    for prefix in prefixes:
+        if not any(named(k, prefix) for k in new):
+            raise CheckpointError(f"--reset {prefix}: the models have no parameter named so (e.g. maps.heads.height)")
+    return PartlyNew(checkpoint.path, new)
 
 
 def save_checkpoint(job_dir: Path, pointers: tuple[str, ...], weights: dict[str, torch.Tensor],

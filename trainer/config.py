@@ -52,6 +52,7 @@ class RunConfig:
     grad_clip: float = 0.0             # clip the gradients' global norm to this before each step; 0: off
     export_to: str | None = None       # also copy the exported ONNX set here (e.g. models/)
     init_from: str | None = None       # start the plan's new models from these weights (e.g. models/)
+    reset: list = field(default_factory=list)  # parameter prefixes (maps.heads.height) started new, not from init_from
     profile: str | None = None
     models: dict = field(default_factory=dict)   # ModelsConfig as a dict, filled at start
     plan_data: dict = field(default_factory=dict)  # the merged plan TOML, filled at start

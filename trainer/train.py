@@ -25,6 +25,7 @@ from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import write_atomically
 from trainer.checkpoint import (
     Checkpoint, build_models, find_checkpoint, model_state, read_json, resolve_checkpoint, save_checkpoint,
+    with_new_parts,
     WEIGHTS, set_rng_state, write_trainable,
     rng_state, write_json_atomic,
 )
@@ -627,6 +628,11 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
     initial = resolve_checkpoint(cfg.init_from) if cfg.init_from else None
     if initial is not None:
         cfg.models = initial.meta["models"]  # continuing from weights fixes the architecture
+    if cfg.reset:
+        if initial is None:
+            raise RunFolderError("--reset starts parts of --init-from's weights anew; give --init-from too.")
+        torch.manual_seed(parse_plan(cfg.plan_data).seed)  # the new models phase A0 would build
+        initial = with_new_parts(initial, build_models(cfg.models, initial.meta.get("lora_rank", 0)), cfg.reset)
     if not cfg.models:
         from dataclasses import asdict
         from trainer.models import ModelsConfig

@@ -212,6 +212,17 @@ def test_init_from_a_models_folder_continues_from_its_trainable_checkpoint(tmp_p
     (shipped / "manifest.json").write_text(json.dumps({"provenance": {"run": "second"}}))
     from trainer.train import run_provenance
     assert run_provenance(second)["data"]["init_from_run"] == {"run": "the-shipped-run"}
+    # --reset starts the named parameters as new ones (the zero-initialised height head: no correction).
+    third = tmp_path / "third"
+    assert main(["run", "--plan", plan, "--out", str(third), *SMALL_ARGS, "--epochs-scale", "0.34",
+                 "--init-from", str(shipped), "--reset", "maps.heads.height"]) == 0
+    started = find_checkpoint(third / "P1" / "main", "start").weights()
+    reset = [k for k in started if k.startswith("maps.heads.height.")]
+    assert reset and not started["maps.heads.height.1.weight"].any()
+    assert expected["maps.heads.height.1.weight"].any()
+    assert all(torch.equal(started[k], v.to(started[k].dtype)) for k, v in expected.items() if k not in reset)
+    assert main(["run", "--plan", plan, "--out", str(tmp_path / "fourth"), *SMALL_ARGS,
+                 "--init-from", str(shipped), "--reset", "maps.heads.glow"]) != 0
 
 
 def _help(parser, command, capsys):
