@@ -420,7 +420,8 @@ def start_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress):
 
 
 def read_loss(total: torch.Tensor) -> float:
-    """The summed loss on the host: the only device-to-host sync of the training loop."""
+    """The summed loss on the host, read every `log_every` steps instead of every micro-batch. (The
+    masked losses still sync on their "any valid pixel" checks; this is the one that logging adds.)"""
     return total.item()
 
 
