@@ -1,5 +1,5 @@
-"""DDS files: the header layout (read by `read_header`, for imageio's reader and `DdsLayout` alike) and
-the writer of block-compressed textures (BC1/BC3/BC4/BC5/BC7) with full mip chains and a DX10 header.
+"""DDS files: the header layout (read by `read_header`, for imageio's reader and the tests alike) and the
+writer of block-compressed textures (BC1/BC3/BC4/BC5/BC7) with full mip chains and a DX10 header.
 
 Block compression is etcpak's (`compress_bc*(rgba_bytes, width, height[, params])` on RGBA8
 buffers whose sides are multiples of 4). This module adds what the game needs around it:
@@ -254,43 +254,3 @@ def read_header(data: bytes) -> DdsHeader:
         (dxgi,) = struct.unpack_from("<I", data, offset)
         offset += DX10_HEADER_SIZE
     return DdsHeader(width, height, mip_field, fourcc, dxgi, offset)
-
-
-DXGI_TO_FORMAT = {dxgi: fmt for (fmt, _srgb), dxgi in DXGI_FORMATS.items()}
-
-
-class DdsLayout:
-    """Where each mip level of a block-compressed DX10 .dds file (one this module writes) lies, sizes
-    checked against the data; anything else raises ValueError."""
-
-    def __init__(self, data: bytes):
-        try:
-            header = read_header(data)
-        except ImageReadError as exc:
-            raise ValueError(str(exc)) from None
-        if header.dxgi is None:
-            raise ValueError("not a DX10 DDS file")
-        self.height, self.width, self.dxgi = header.height, header.width, header.dxgi
-        if self.dxgi not in DXGI_TO_FORMAT:
-            raise ValueError(f"DXGI format {self.dxgi} is not one this writer emits")
-        self.format = DXGI_TO_FORMAT[self.dxgi]
-        self.srgb = (self.format, True) in DXGI_FORMATS and DXGI_FORMATS[(self.format, True)] == self.dxgi
-        self.mip_count = max(1, header.mip_field)
-        self.levels = []  # (offset, width, height) per level
-        offset, w, h = header.data_offset, self.width, self.height
-        for _ in range(self.mip_count):
-            self.levels.append((offset, w, h))
-            offset += level_size(w, h, self.format)
-            w, h = max(1, w // 2), max(1, h // 2)
-        if offset != len(data):
-            raise ValueError(f"the file holds {len(data)} bytes, its header describes {offset}")
-        self._data = data
-
-    def decode(self, level: int = 0) -> np.ndarray:
-        """RGBA uint8 pixels of one level (texture2ddecoder; BC4 puts its channel in R, BC5 in R and G)."""
-        import texture2ddecoder
-
-        offset, w, h = self.levels[level]
-        payload = self._data[offset:offset + level_size(w, h, self.format)]
-        bgra = getattr(texture2ddecoder, f"decode_{self.format.lower()}")(payload, w, h)
-        return np.frombuffer(bgra, dtype=np.uint8).reshape(h, w, 4)[..., [2, 1, 0, 3]]

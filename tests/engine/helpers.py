@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from addon.engine import dds
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -50,3 +52,43 @@ def run_tiled(sources, model, out_channels: int, tile: int, overlap: int, multip
     while not run.step():
         pass
     return out
+
+
+DXGI_TO_FORMAT = {dxgi: fmt for (fmt, _srgb), dxgi in dds.DXGI_FORMATS.items()}
+
+
+class DdsLayout:
+    """The tests' reader of what dds.encode_dds writes: where each mip level of a block-compressed DX10
+    .dds file lies, sizes checked against the data; anything else raises ValueError."""
+
+    def __init__(self, data: bytes):
+        try:
+            header = dds.read_header(data)
+        except dds.ImageReadError as exc:
+            raise ValueError(str(exc)) from None
+        if header.dxgi is None:
+            raise ValueError("not a DX10 DDS file")
+        self.height, self.width, self.dxgi = header.height, header.width, header.dxgi
+        if self.dxgi not in DXGI_TO_FORMAT:
+            raise ValueError(f"DXGI format {self.dxgi} is not one this writer emits")
+        self.format = DXGI_TO_FORMAT[self.dxgi]
+        self.srgb = (self.format, True) in dds.DXGI_FORMATS and dds.DXGI_FORMATS[(self.format, True)] == self.dxgi
+        self.mip_count = max(1, header.mip_field)
+        self.levels = []  # (offset, width, height) per level
+        offset, w, h = header.data_offset, self.width, self.height
+        for _ in range(self.mip_count):
+            self.levels.append((offset, w, h))
+            offset += dds.level_size(w, h, self.format)
+            w, h = max(1, w // 2), max(1, h // 2)
+        if offset != len(data):
+            raise ValueError(f"the file holds {len(data)} bytes, its header describes {offset}")
+        self._data = data
+
+    def decode(self, level: int = 0) -> np.ndarray:
+        """RGBA uint8 pixels of one level (texture2ddecoder; BC4 puts its channel in R, BC5 in R and G)."""
+        import texture2ddecoder
+
+        offset, w, h = self.levels[level]
+        payload = self._data[offset:offset + dds.level_size(w, h, self.format)]
+        bgra = getattr(texture2ddecoder, f"decode_{self.format.lower()}")(payload, w, h)
+        return np.frombuffer(bgra, dtype=np.uint8).reshape(h, w, 4)[..., [2, 1, 0, 3]]

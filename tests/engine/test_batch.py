@@ -18,6 +18,7 @@ from addon import cli
 from addon.engine import batch, dds, imageio
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image
+from .helpers import DdsLayout
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 64
@@ -152,7 +153,7 @@ def test_outputs_hold_the_converted_maps_in_the_right_block_formats(mini_mod, tm
     diffuse = read_image(mini_mod / "textures/armor/iron/cuirass.dds")
     normal = read_image(mini_mod / "textures/armor/iron/cuirass_n.dds")
     result = converter.convert(diffuse, normal, normal_convention="directx")  # Skyrim `_n` maps are DirectX
-    albedo, n, rmaos, height = (dds.DdsLayout(p.read_bytes()) for p in _truepbr_files(out, "armor/iron/cuirass"))
+    albedo, n, rmaos, height = (DdsLayout(p.read_bytes()) for p in _truepbr_files(out, "armor/iron/cuirass"))
 
     assert (albedo.dxgi, n.dxgi, rmaos.dxgi, height.dxgi) == (99, 98, 98, 80)
     assert all(layout.mip_count == dds.mip_count(SIZE, SIZE) for layout in (albedo, n, rmaos, height))
@@ -206,7 +207,7 @@ def test_sigkill_mid_run_then_rerun_finishes_without_duplicates_or_corrupt_files
     expected = [p for s in GOOD for p in _truepbr_files(out, s)] + [out / "textures/pbr/misc/lonely_g.dds"]
     assert written == sorted(p.relative_to(out).as_posix() for p in expected)
     for path in (out / "textures").rglob("*.dds"):
-        dds.DdsLayout(path.read_bytes())  # complete: every level's bytes present
+        DdsLayout(path.read_bytes())  # complete: every level's bytes present
     entries = json.loads(Path(summary["patcher_json"]).read_text(encoding="utf-8"))
     assert len(entries) == len({e["texture"] for e in entries}) == len(GOOD)
 
@@ -447,7 +448,7 @@ def test_both_format_writes_the_png_set_and_the_truepbr_set_of_every_material(tm
     assert sorted(e["texture"] for e in entries) == ["armor\\iron\\cuirass", "misc\\lonely"]
     # Both sets are views of one conversion: the PNG albedo is the DDS albedo.
     png = read_image(out / f"blender/armor/iron/cuirass{suffixes['albedo']}.png")[..., :3]
-    dds_albedo = dds.DdsLayout((out / "textures/pbr/armor/iron/cuirass.dds").read_bytes()).decode(0)[..., :3] / 255
+    dds_albedo = DdsLayout((out / "textures/pbr/armor/iron/cuirass.dds").read_bytes()).decode(0)[..., :3] / 255
     assert png.shape == dds_albedo.shape and np.abs(png - dds_albedo).mean() < 0.02
 
     rerun = _run(mod, out, converter, fmt="both")  # the journal holds both sets: nothing to redo
@@ -531,13 +532,13 @@ def test_a_texture_saved_during_the_run_is_recorded_with_the_version_that_was_co
     assert first["converted"] == 1
 
     recorded = batch.Journal(batch.run_files_dir(out) / batch.JOURNAL_NAME).records["saved"]["inputs"]["diffuse"]
-    width = dds.DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width
+    width = DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width
     made_from = {hashlib.sha256(version_1).hexdigest(): 64, hashlib.sha256(version_2).hexdigest(): 32}
     assert made_from[recorded] == width  # the journal names the version the output was made from
 
     again = _run(mod, out, converter)  # the saved version is converted, not skipped as done
     assert (again["converted"], again["skipped"]) == (1, 0)
-    assert dds.DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width == 32
+    assert DdsLayout(_truepbr_files(out, "saved")[0].read_bytes()).width == 32
 
 
 def _start_batch_and_wait_for_done_sets(mod, out, models, count):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from addon.engine import dds
 from addon.engine.imageio import read_image
+from .helpers import DdsLayout
 
 
 def _gradient(height, width, alpha=255):
@@ -34,7 +35,7 @@ def test_header_describes_a_typed_dx10_texture_with_a_full_mip_chain(fmt, srgb, 
     (caps,) = struct.unpack_from("<I", data, 108)
     assert caps == 0x1000 | 0x8 | 0x400000
     assert struct.unpack_from("<5I", data, 128) == (dxgi, 3, 0, 1, 0)
-    layout = dds.DdsLayout(data)  # raises unless every level's bytes are present, no more
+    layout = DdsLayout(data)  # raises unless every level's bytes are present, no more
     assert [lvl[1:] for lvl in layout.levels] == [(32, 64), (16, 32), (8, 16), (4, 8), (2, 4), (1, 2), (1, 1)]
 
 
@@ -44,7 +45,7 @@ def test_header_describes_a_typed_dx10_texture_with_a_full_mip_chain(fmt, srgb, 
 ])
 def test_top_level_decodes_back_to_the_source_pixels(fmt, srgb, channels, tolerance):
     source = _gradient(64, 64, alpha=180)
-    layout = dds.DdsLayout(dds.encode_dds(source, fmt, srgb))
+    layout = DdsLayout(dds.encode_dds(source, fmt, srgb))
     decoded = layout.decode(0)
     error = np.abs(decoded[..., :channels].astype(int) - source[..., :channels])
     assert error.max() <= tolerance
@@ -53,7 +54,7 @@ def test_top_level_decodes_back_to_the_source_pixels(fmt, srgb, channels, tolera
 
 def test_every_mip_level_decodes_to_the_filtered_chain():
     source = _gradient(32, 32) // 2 + 60
-    layout = dds.DdsLayout(dds.encode_dds(source, "BC7", False))
+    layout = DdsLayout(dds.encode_dds(source, "BC7", False))
     chain = dds.mip_chain(source, "linear")
     for index, expected in enumerate(chain):
         error = np.abs(layout.decode(index).astype(int) - expected)
@@ -63,7 +64,7 @@ def test_every_mip_level_decodes_to_the_filtered_chain():
 @pytest.mark.parametrize("height, width", [(4, 4), (12, 20), (4, 132)])
 def test_mips_that_are_not_whole_blocks_are_padded_and_keep_their_pixels(height, width):
     source = _gradient(height, width) // 8 + 100  # gentle slopes: the test is about padding, not BC7
-    layout = dds.DdsLayout(dds.encode_dds(source, "BC7", True))
+    layout = DdsLayout(dds.encode_dds(source, "BC7", True))
     assert (layout.width, layout.height) == (width, height)
     assert layout.mip_count == dds.mip_count(width, height)
     assert layout.levels[-1][1:] == (1, 1)
@@ -124,7 +125,7 @@ def test_pillow_decodes_the_same_pixels_as_texture2ddecoder(fmt, srgb):
     image.load()
     pixels = np.asarray(image.convert("RGB"))
     channels = 2 if fmt == "BC5" else 3
-    expected = dds.DdsLayout(data).decode(0)
+    expected = DdsLayout(data).decode(0)
     assert np.abs(pixels[..., :channels].astype(int) - expected[..., :channels]).max() <= 1
 
 
@@ -161,7 +162,7 @@ def test_wrong_inputs_are_programming_errors():
     with pytest.raises(ValueError):
         dds.encode_dds(np.zeros((4, 4, 4), np.uint8), "BC5", True)
     with pytest.raises(ValueError):
-        dds.DdsLayout(dds.encode_dds(np.zeros((8, 8, 4), np.uint8), "BC7", True)[:-1])
+        DdsLayout(dds.encode_dds(np.zeros((8, 8, 4), np.uint8), "BC7", True)[:-1])
 
 
 def test_one_header_reader_serves_the_layout_checker_and_the_image_reader(tmp_path):
@@ -176,14 +177,14 @@ def test_one_header_reader_serves_the_layout_checker_and_the_image_reader(tmp_pa
     header = dds.read_header(data)
     assert (header.width, header.height, header.mip_field, header.dxgi, header.data_offset) == (
         12, 8, dds.mip_count(12, 8), 99, 4 + dds.HEADER_SIZE + dds.DX10_HEADER_SIZE)
-    layout = dds.DdsLayout(data)
+    layout = DdsLayout(data)
     assert (layout.width, layout.height, layout.levels[0][0]) == (12, 8, header.data_offset)
 
     Image.new("RGB", (8, 4)).save(tmp_path / "legacy.dds", "DDS", pixel_format="DXT1")
     legacy = dds.read_header((tmp_path / "legacy.dds").read_bytes())
     assert (legacy.fourcc, legacy.dxgi, legacy.data_offset) == (b"DXT1", None, 4 + dds.HEADER_SIZE)
     with pytest.raises(ValueError, match="not a DX10"):
-        dds.DdsLayout((tmp_path / "legacy.dds").read_bytes())
+        DdsLayout((tmp_path / "legacy.dds").read_bytes())
 
     cut = data[:4 + dds.HEADER_SIZE + 5]  # the DX10 header cut short
     with pytest.raises(ImageReadError, match="DX10 header is truncated"):
@@ -191,4 +192,4 @@ def test_one_header_reader_serves_the_layout_checker_and_the_image_reader(tmp_pa
     with pytest.raises(ImageReadError, match="DX10 header is truncated"):
         imageio.decode_image(cut, "cut.dds")
     with pytest.raises(ValueError, match="DX10 header is truncated"):
-        dds.DdsLayout(cut)
+        DdsLayout(cut)

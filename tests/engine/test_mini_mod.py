@@ -13,7 +13,7 @@ from PIL import Image
 
 from addon.engine import batch, dds
 from addon.engine.imageio import read_image
-from .helpers import signed_bc5_dds
+from .helpers import DdsLayout, signed_bc5_dds
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 32
@@ -122,10 +122,10 @@ def _files_under(out: Path, sub: str) -> list[str]:
     return sorted(p.relative_to(out).as_posix() for p in (out / sub).rglob("*") if p.is_file())
 
 
-def _check_dds(path: Path, dxgi: int, size: tuple) -> dds.DdsLayout:
+def _check_dds(path: Path, dxgi: int, size: tuple) -> DdsLayout:
     """The file the game loads: typed DX10 format, whole-block level 0 of the expected size, full
     mip chain, every level decodable."""
-    layout = dds.DdsLayout(path.read_bytes())  # also checks that every level's bytes are there
+    layout = DdsLayout(path.read_bytes())  # also checks that every level's bytes are there
     assert (layout.dxgi, layout.width, layout.height) == (dxgi, *size), path
     assert dds.is_block_aligned(layout.width, layout.height), path
     assert layout.mip_count == dds.mip_count(*size), path
@@ -167,14 +167,14 @@ def test_every_set_file_is_what_the_game_loads(converted):
             path = out / "textures/pbr" / f"{stem}{suffix}.dds"
             expected.append(path.relative_to(out).as_posix())
             _check_dds(path, dxgi, size)
-        height = dds.DdsLayout((out / "textures/pbr" / f"{stem}_p.dds").read_bytes()).decode(0)[..., 0] / 255
+        height = DdsLayout((out / "textures/pbr" / f"{stem}_p.dds").read_bytes()).decode(0)[..., 0] / 255
         assert abs(height.mean() - 0.5) < 0.01, stem  # the surface level, as the shader expects
     assert _files_under(out, "textures") == sorted(expected)  # nothing for skin, landscape, _msn, pbr/
 
 
 def test_glow_is_carried_into_the_set(converted):
     mod, out, _originals, _run = converted
-    glow = dds.DdsLayout((out / "textures/pbr/dungeons/lamp_g.dds").read_bytes()).decode(0)[..., :3]
+    glow = DdsLayout((out / "textures/pbr/dungeons/lamp_g.dds").read_bytes()).decode(0)[..., :3]
     source = np.rint(read_image(mod / "textures/dungeons/lamp_g.png") * 255)
     assert np.abs(glow.astype(int) - source).max() <= 8
 
@@ -182,7 +182,7 @@ def test_glow_is_carried_into_the_set(converted):
 @pytest.mark.parametrize("stem", ["clutter/snorm", "clutter/unorm"])
 def test_bc5_normals_signed_or_not_keep_their_vector(converted, stem):
     _mod, out, _originals, _run = converted
-    pixels = dds.DdsLayout((out / "textures/pbr" / f"{stem}_n.dds").read_bytes()).decode(0)
+    pixels = DdsLayout((out / "textures/pbr" / f"{stem}_n.dds").read_bytes()).decode(0)
     vector = pixels[..., :3].reshape(-1, 3).mean(axis=0) / 255 * 2 - 1
     x, y = SIGNED_NORMAL
     assert vector == pytest.approx([x, y, np.sqrt(1 - x * x - y * y)], abs=0.03)

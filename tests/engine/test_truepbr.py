@@ -7,6 +7,7 @@ import pytest
 from addon.engine import dds, truepbr
 from addon.engine.errors import PBRForgeError
 from addon.engine.pipeline import PBRResult
+from .helpers import DdsLayout
 
 SIZE = 64
 
@@ -29,7 +30,7 @@ def make_result(size, *, with_alpha=False, flat_height=False):
 
 
 def _decoded(path):
-    layout = dds.DdsLayout(path.read_bytes())
+    layout = DdsLayout(path.read_bytes())
     return layout, layout.decode(0).astype(int)
 
 
@@ -45,7 +46,7 @@ def test_the_set_is_four_dds_files_under_textures_pbr(tmp_path):
         "rmaos": folder / "Cuirass_rmaos.dds", "height": folder / "Cuirass_p.dds",
     }
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in written.values())
-    formats = {role: dds.DdsLayout(path.read_bytes()) for role, path in written.items()}
+    formats = {role: DdsLayout(path.read_bytes()) for role, path in written.items()}
     assert {role: layout.dxgi for role, layout in formats.items()} == \
         {"albedo": 99, "normal": 98, "rmaos": 98, "height": 80}
     assert all(layout.mip_count == dds.mip_count(SIZE, SIZE) for layout in formats.values())
