@@ -190,3 +190,31 @@ def test_untrained_maps_model_returns_the_integrated_height_of_the_normal(conver
     unit = decode_normal(normal, "opengl", [])
     # The tiny models' height head is zero-initialised: height = the prior, fed tile by tile.
     np.testing.assert_allclose(result.height, height_prior(unit), atol=2e-3)
+
+
+def _affine_graph(path, batch):
+    """y = 2x + 1 over N,1,4,4 tiles, exported with a fixed batch (an int) or a free one (a name)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 1, 4, 4])
+    consts = [helper.make_tensor(name, TensorProto.FLOAT, [], [value]) for name, value in (("two", 2.0), ("one", 1.0))]
+    nodes = [helper.make_node("Mul", ["x", "two"], ["twice"]), helper.make_node("Add", ["twice", "one"], ["y"])]
+    graph = helper.make_graph(nodes, "affine", [x], [y], initializer=consts)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize("count", [1, 2, 5])
+def test_a_fixed_batch_graph_runs_any_tile_count_in_padded_batches_and_keeps_the_order(tmp_path, count):
+    from addon.engine.manifest import fixed_batch
+    from addon.engine.pipeline import _run_in_fixed_batches
+    from addon.engine.sessions import ModelSession
+
+    session = ModelSession(_affine_graph(tmp_path / "fixed.onnx", 2), "cpu", [])
+    assert fixed_batch(session.session) == 2
+    assert fixed_batch(ModelSession(_affine_graph(tmp_path / "free.onnx", "N"), "cpu", []).session) is None
+    tiles = np.arange(count, dtype=np.float32)[:, None, None, None] * np.ones((1, 1, 4, 4), np.float32)
+    out = _run_in_fixed_batches(session, {"x": tiles}, "y", fixed_batch(session.session))
+    np.testing.assert_array_equal(out, 2 * tiles + 1)  # every tile, its own result, none of the padding
