@@ -35,7 +35,7 @@ import numpy as np
 
 from addon.engine import naming
 from addon.engine.errors import PBRForgeError
-from addon.engine.imageio import read_image, write_png
+from addon.engine.imageio import read_image, write_atomically, write_png
 from addon.engine.manifest import sha256_of
 from addon.engine.normalmaps import detect_normal_convention
 from addon.engine.priors import normal_slopes
@@ -508,10 +508,7 @@ def load_index(lib: Path) -> dict:
 
 
 def save_index(lib: Path, index: dict) -> None:
-    path = Path(lib) / INDEX_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    tmp.replace(path)
+    write_atomically(Path(lib) / INDEX_FILE, json.dumps(index, indent=1, sort_keys=True).encode())
 
 
 def import_sources(roots, lib: Path, cfg: ImportConfig, report: DataReport | None = None) -> dict:
