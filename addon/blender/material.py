@@ -18,6 +18,8 @@ from pathlib import Path
 
 import bpy
 
+from ..engine.manifest import ENGINE_MAPS
+
 GLTF_GROUP_NAME = "glTF Material Output"
 GLTF_OCCLUSION = "Occlusion"
 # The group's inputs in io_scene_gltf2's order (its material_helpers.create_settings_group) with defaults.
@@ -29,7 +31,7 @@ HEIGHT_SCALE = 0.05
 COLOUR_MAPS = ("albedo",)
 MAP_LABELS = {"albedo": "Albedo", "roughness": "Roughness", "metallic": "Metallic", "ao": "Ambient Occlusion",
               "height": "Height", "normal": "Normal"}
-DATA_MAPS = ("roughness", "metallic", "ao", "height", "normal")
+DATA_MAPS = (*ENGINE_MAPS, "normal")  # non-colour image data
 
 # Node columns, left to right: image textures, helpers, shader, output.
 _X_IMAGES, _X_HELPERS, _X_SHADER, _X_OUTPUT = -900, -450, 0, 400

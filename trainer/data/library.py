@@ -36,7 +36,7 @@ import numpy as np
 from addon.engine import naming
 from addon.engine.errors import PBRForgeError
 from addon.engine.imageio import read_image, write_atomically, write_png
-from addon.engine.manifest import sha256_of
+from addon.engine.manifest import ENGINE_MAPS, sha256_of
 from addon.engine.normalmaps import detect_normal_convention
 from addon.engine.priors import normal_slopes
 from trainer.data.common import DataReport, as_gray, as_rgb, decode_normal, encode_normal, periodic_resize, wrap_crop
@@ -51,7 +51,7 @@ INDEX_FILE = "index.json"
 MATERIAL_FILE = "material.json"
 MAX_SIDE = 1024
 MIN_SIDE = 16
-TRUTH_MAPS = ("albedo", "normal", "roughness", "metallic", "ao", "height")
+TRUTH_MAPS = ("albedo", "normal", *ENGINE_MAPS)
 OLD_GAME_MAPS = ("diffuse", "normal", "specular", "height")
 COLOUR_SPACES = {"albedo": "srgb", "diffuse": "srgb", "normal": "normal_opengl"}  # everything else linear
 # Licences whose terms allow training and redistribution of derived weights with attribution.
