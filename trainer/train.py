@@ -326,6 +326,12 @@ def train_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec, init: Checkpoint 
     return JobResult(progress.history, progress.best_epoch, stopped)
 
 
+def new_models(models_config: dict, lora_rank: int, seed: int) -> nn.ModuleDict:
+    """The models as the plan starts them (phase A0): new parameters drawn from the plan's seed."""
+    torch.manual_seed(seed)
+    return build_models(models_config, lora_rank)
+
+
 def setup_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec,
               init: Checkpoint | None) -> tuple[JobSetup, JobProgress, bool]:
     """Build a job's models (from its own last checkpoint, else `init`, else new from the plan's seed),
@@ -338,8 +344,7 @@ def setup_job(ctx: JobContext, phase: PhaseSpec, job: JobSpec,
     resume = find_checkpoint(folder, "last")
     start = resume or init
     lora_rank = start.meta.get("lora_rank", 0) if start else 0
-    torch.manual_seed(plan.seed)  # new models (phase A0) start from the plan's seed
-    models = build_models(cfg.models, lora_rank)
+    models = new_models(cfg.models, lora_rank, plan.seed)
     if start:
         models.load_state_dict(start.weights())
     if phase.add_lora and not lora_rank:
@@ -629,16 +634,16 @@ def run_plan(cfg: RunConfig, *, resume: bool = False, force: bool = False, only_
     initial = resolve_checkpoint(cfg.init_from) if cfg.init_from else None
     if initial is not None:
         cfg.models = initial.meta["models"]  # continuing from weights fixes the architecture
+    plan = parse_plan(cfg.plan_data)
     if cfg.reset:
         if initial is None:
             raise RunFolderError("--reset starts parts of --init-from's weights anew; give --init-from too.")
-        torch.manual_seed(parse_plan(cfg.plan_data).seed)  # the new models phase A0 would build
-        initial = with_new_parts(initial, build_models(cfg.models, initial.meta.get("lora_rank", 0)), cfg.reset)
+        fresh = new_models(cfg.models, initial.meta.get("lora_rank", 0), plan.seed)
+        initial = with_new_parts(initial, fresh, cfg.reset)
     if not cfg.models:
         from dataclasses import asdict
         from trainer.models import ModelsConfig
         cfg.models = asdict(getattr(ModelsConfig, cfg.models_preset)())
-    plan = parse_plan(cfg.plan_data)
     if only_phase:
         plan.phase(only_phase)  # a clear error for an unknown name
     if cfg.num_workers is None:
