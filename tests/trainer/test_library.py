@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from addon.engine.imageio import read_image, write_png
-from trainer.contract import VALID_INDEX
+from trainer.contract import MAP_CHANNELS, VALID_INDEX
 from trainer.data import library
 from trainer.data.common import decode_normal, encode_normal
 from trainer.data.synth import generate_material
@@ -164,7 +164,8 @@ def test_godot_material_reads_its_orm_channels(tmp_path):
         np.testing.assert_allclose(stored[name], getattr(m, name), atol=1 / 255)
 
 
-def _red_eclipse(root, count):
+def _red_eclipse(root, count, heights=()):
+    """`count` Red Eclipse slots; heights[i] (when given) is slot i's `z` height map."""
     data = root / "data"
     (data / "textures" / "set").mkdir(parents=True)
     lines = []
@@ -175,6 +176,9 @@ def _red_eclipse(root, count):
         write_png(data / "textures" / "set" / f"t{i}_s.png", 1.0 - m.roughness)
         lines += [f'setshader bumpspecmapworld\ntexture 0 "textures/set/t{i}.png"',
                   f'texture n "textures/set/t{i}_nm.png"', f'texture s "textures/set/t{i}_s.png"']
+        if i < len(heights):
+            write_png(data / "textures" / "set" / f"t{i}_h.png", heights[i](m))
+            lines.append(f'texture z "textures/set/t{i}_h.png"')
     (data / "set.cfg").write_text("\n".join(lines) + "\n")
     licence(root, "CC-BY-SA-3.0")
     return data
@@ -189,6 +193,23 @@ def test_red_eclipse_slots_become_old_game_sets_read_without_targets(tmp_path):
     sample = dataset.load(0, np.random.default_rng(0), (32, 32), resolution=SIZE)
     assert sample["diffuse"].shape == (3, 32, 32) and float(sample["valid"].sum()) == 0.0
     assert int(sample["domain"]) == 1
+
+
+def test_an_old_game_sets_own_height_is_its_target_only_where_it_describes_its_normal(tmp_path):
+    # Slot 0's height is the one its normal was made from; slot 1's is turned a quarter, so its
+    # slopes contradict the normal's: a displacement of some other surface, no target.
+    data = _red_eclipse(tmp_path / "re", 2, heights=(lambda m: m.height, lambda m: np.rot90(m.height).copy()))
+    import_library(data, tmp_path / "lib", finders=("red_eclipse",), licence="CC-BY-SA-3.0")
+    dataset = library.LibraryDataset(tmp_path / "lib", role="old_game")
+    assert [e["maps"] for e in dataset.entries] == [["diffuse", "height", "normal", "specular"]] * 2
+    agreeing, contradicting = (dataset.load(i, np.random.default_rng(0), (SIZE, SIZE), resolution=SIZE)
+                               for i in range(2))
+    height = VALID_INDEX["height"]
+    assert float(agreeing["valid"][height]) == 1.0 and float(agreeing["valid"].sum()) == 1.0
+    stored = dataset.read_material(0)["height"]  # a texture-sized crop is the stored map rolled
+    np.testing.assert_allclose(np.sort(agreeing["maps"][MAP_CHANNELS.index("height")].numpy().ravel()),
+                               np.sort(stored.ravel()), atol=1e-6)
+    assert float(contradicting["valid"].sum()) == 0.0
 
 
 def test_split_holds_out_tiling_materials_for_good_and_training_never_reads_them(tmp_path):

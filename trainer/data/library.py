@@ -748,7 +748,8 @@ class LibraryDataset:
     """Materials of a library as a training source (trainer.data.sample interface).
 
     role "truth": ground-truth materials with old-game inputs rendered on the fly (trainer.data.degrade);
-    role "old_game": real old-game inputs without targets (every `valid` flag 0). `split` "train"
+    role "old_game": real old-game inputs, their height the only target (where it agrees with their
+    normal; every other `valid` flag 0). `split` "train"
     never lists a held-out material, and reading one through it raises.
     """
 
@@ -819,10 +820,12 @@ class LibraryDataset:
             return None if image is None else wrap_crop(image, top, left, *size)
 
         if self.role == "old_game":
-            # Old-game sets carry no target: no PBR truth, and their own height maps' part that their
-            # normals do not show is not learnable from the inputs (consistent_height).
+            # A real old-game pair: no PBR truth, but its own height map is a target where it describes
+            # the surface of its normal (unusable_truth) — the only real heights made alongside old-game
+            # inputs, unlike consistent_height's re-rendered ones.
+            height = None if "height" in excluded else crop(maps.get("height"))
             return make_sample(crop(maps["diffuse"]), crop(maps["normal"]), domain=self.domain,
-                               specular=crop(maps.get("specular")),
+                               specular=crop(maps.get("specular")), maps={"height": height},
                                prior=cropped_height_prior(maps["normal"], top, left, *size))
         from trainer.data.degrade import render_old_game
         # The input is rendered from the whole texture, as a game's texture is whole, then cropped.
