@@ -2,7 +2,9 @@
 
 Masks come from the batch's `valid` flags (a target that is absent for a sample contributes
 nothing). Every loss returns a scalar that is still attached to the prediction's graph when nothing
-is valid (value 0), so `total.backward()` always works.
+is valid (value 0), so `total.backward()` always works, and none asks the device whether anything
+is valid: a mask that selects nothing makes a zero numerator over a clamped denominator, so the
+training loop never waits on the GPU for a loss it has not asked to read (train.read_loss).
 
 The maps are judged by RMSE on real materials (trainer/evaluate.py), so their loss is the squared
 error, whose minimiser is the conditional mean: where metal is rare but plausible, a squared error
@@ -21,8 +23,9 @@ from trainer.metrics import hemisphere_directions, render_ggx
 RENDER_LOG_OFFSET = 0.01
 
 
-def _zero(pred: torch.Tensor) -> torch.Tensor:
-    return pred.sum() * 0.0
+def _weighted_mean(weighted_sum: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+    """weighted_sum / total; 0 when total (a sum of non-negative weights) is 0, as weighted_sum then is."""
+    return weighted_sum / total.clamp_min(torch.finfo(total.dtype).tiny)
 
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
@@ -34,19 +37,13 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     w = mask.to(pred.dtype).expand_as(pred)
     if weight is not None:
         w = w * weight.to(pred.dtype).expand_as(pred)
-    total = w.sum()
-    if total <= 0:
-        return _zero(pred)
-    return (w * (pred - target).abs()).sum() / total
+    return _weighted_mean((w * (pred - target).abs()).sum(), w.sum())
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the elements mask (broadcast to pred) selects; 0 when it selects none."""
     w = mask.to(pred.dtype).expand_as(pred)
-    total = w.sum()
-    if total <= 0:
-        return _zero(pred)
-    return (w * (pred - target) ** 2).sum() / total
+    return _weighted_mean((w * (pred - target) ** 2).sum(), w.sum())
 
 
 def standardised(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -60,16 +57,16 @@ def maps_loss(pred_maps: torch.Tensor, target_maps: torch.Tensor, valid: torch.T
     """Masked squared error of the four maps (height standardised per sample), each channel normalised on
     its own, then averaged over the channels that have any valid sample (so a batch without AO targets
     does not dilute the rest)."""
-    losses = []
+    losses, present = [], []
     for name in MAP_CHANNELS:
         mask = valid[:, VALID_INDEX[name]].view(-1, 1, 1, 1)
-        if mask.sum() <= 0:
-            continue
         pred, target = map_plane(pred_maps, name), map_plane(target_maps, name)
         if name == "height":
             pred, target = standardised(pred), standardised(target)
         losses.append(masked_mse(pred, target, mask))
-    return torch.stack(losses).mean() if losses else _zero(pred_maps)
+        present.append((mask.sum() > 0).to(pred_maps.dtype))
+    present = torch.stack(present)
+    return (torch.stack(losses) * present).sum() / present.sum().clamp_min(1.0)
 
 
 def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Tensor, target_maps: torch.Tensor,
@@ -81,8 +78,6 @@ def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Ten
     where the GGX highlight - the part roughness controls - is visible; the log keeps the highlight
     from drowning the diffuse term. mask (N,1,1,1) selects samples with albedo, roughness and metallic.
     """
-    if mask.sum() <= 0:
-        return _zero(pred_maps)
     views = hemisphere_directions(n_dirs, generator, pred_maps.device)
     lights = hemisphere_directions(n_dirs, generator, pred_maps.device)
     mirrored = views * torch.tensor([-1.0, -1.0, 1.0], device=views.device) + 0.2 * lights
@@ -104,20 +99,16 @@ def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Ten
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """BCE-with-logits averaged over the elements mask selects (mask broadcasts to logits)."""
-    w = mask.to(logits.dtype).expand_as(logits)
-    if w.sum() <= 0:
-        return _zero(logits)
     per_element = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-    return (w * per_element).sum() / w.sum()
+    w = mask.to(per_element.dtype).expand_as(per_element)
+    return _weighted_mean((w * per_element).sum(), w.sum())
 
 
 def masked_dice(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """1 - soft Dice per sample (smoothed by eps, so an all-background sample predicted empty scores 0),
     averaged over the samples mask (N,) selects."""
-    if mask.sum() <= 0:
-        return _zero(logits)
     prob = torch.sigmoid(logits.float()).flatten(1)
     target = target.float().flatten(1)
     dice = (2 * (prob * target).sum(1) + eps) / (prob.sum(1) + target.sum(1) + eps)
     m = mask.to(prob.dtype)
-    return ((1 - dice) * m).sum() / m.sum()
+    return _weighted_mean(((1 - dice) * m).sum(), m.sum())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -84,13 +85,16 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
     if unknown or not active:
         raise ValueError(f"active must be a non-empty subset of {MODEL_NAMES}, got {sorted(active)}")
     diffuse, normal, valid = batch["diffuse"], batch["normal"], batch["valid"]
+    # Which models run is decided on the host copy of the flags (train._to_device), not by asking
+    # the device: that would wait for the GPU on every micro-batch.
+    host_valid = np.asarray(batch["valid_host"]) if "valid_host" in batch else valid.cpu().numpy()
     albedo_valid = _mask(valid, "albedo")
     needs_context = "maps" in active
     needs_albedo_input = bool(active & {"classifier", "metallic_seg", "maps"})
     losses: dict[str, torch.Tensor] = {}
 
     pred_albedo = None
-    if "albedo" in active or (needs_albedo_input and not bool((albedo_valid > 0).all())):
+    if "albedo" in active or (needs_albedo_input and not host_valid[:, VALID_INDEX["albedo"]].all()):
         with _grad("albedo" in active):
             pred_albedo = models["albedo"](diffuse, normal, batch["specular"])
         if "albedo" in active:
@@ -122,9 +126,11 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
         condition = build_condition(patch_logits.detach(), seg_logits.detach(), tuple(diffuse.shape[-2:]))
         pred_maps = models["maps"](albedo_in, normal, condition, batch["specular"], batch["height_prior"]).float()
         target = batch["maps"]
-        render_mask = albedo_valid * _mask(valid, "roughness") * _mask(valid, "metallic")
-        losses["maps"] = (maps_loss(pred_maps, target, valid)
-                          + RENDER_WEIGHT * render_loss(batch["albedo"], normal, pred_maps, target, render_mask))
+        losses["maps"] = maps_loss(pred_maps, target, valid)
+        if host_valid[:, [VALID_INDEX[k] for k in ("albedo", "roughness", "metallic")]].all(axis=1).any():
+            render_mask = albedo_valid * _mask(valid, "roughness") * _mask(valid, "metallic")
+            losses["maps"] = losses["maps"] + RENDER_WEIGHT * render_loss(batch["albedo"], normal, pred_maps,
+                                                                          target, render_mask)
     losses["total"] = sum(losses[name] for name in MODEL_NAMES if name in losses)
     return losses
 

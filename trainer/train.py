@@ -195,7 +195,9 @@ class LossModule(nn.Module):
 
 
 def _to_device(batch: dict, rt: Runtime) -> dict:
-    out = {}
+    """The batch's tensors on the device, and its valid flags also as a host array ("valid_host", a
+    numpy array so that DDP leaves it where it is): the objective's control flow reads them there."""
+    out = {"valid_host": batch["valid"].numpy()} if "valid" in batch else {}
     for key, value in batch.items():
         if torch.is_tensor(value):
             value = value.to(rt.device, non_blocking=True)
@@ -425,8 +427,8 @@ def start_epoch(ctx: JobContext, setup: JobSetup, progress: JobProgress):
 
 
 def read_loss(total: torch.Tensor) -> float:
-    """The summed loss on the host, read every `log_every` steps instead of every micro-batch. (The
-    masked losses still sync on their "any valid pixel" checks; this is the one that logging adds.)"""
+    """The summed loss on the host, read every `log_every` steps instead of every micro-batch: the
+    loop's only host sync (the losses and the objective's control flow ask the device nothing)."""
     return total.item()
 
 

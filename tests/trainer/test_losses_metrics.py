@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainer.contract import VALID_INDEX
-from trainer.losses import maps_loss, masked_bce, masked_l1, masked_mse, render_loss
+from trainer.losses import maps_loss, masked_bce, masked_dice, masked_l1, masked_mse, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, mean_average_precision, render_ggx, ssim)
 from trainer.models import ModelsConfig, create_models
 from trainer.objective import compute_losses, evaluate
@@ -49,9 +49,35 @@ def test_masked_l1_on_hand_computed_cases():
 def test_losses_with_nothing_valid_are_zero_and_still_backpropagate():
     pred = torch.rand(2, 1, 4, 4, requires_grad=True)
     for loss in (masked_l1(pred, torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 1, 1)),
-                 masked_bce(pred, torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 1, 1))):
+                 masked_bce(pred, torch.rand(2, 1, 4, 4), torch.zeros(2, 1, 1, 1)),
+                 masked_dice(pred, torch.rand(2, 1, 4, 4), torch.zeros(2)),
+                 maps_loss(pred.expand(2, 4, 4, 4), torch.rand(2, 4, 4, 4), torch.zeros(2, len(VALID_INDEX))),
+                 render_loss(torch.rand(2, 3, 4, 4), torch.rand(2, 3, 4, 4), pred.expand(2, 4, 4, 4),
+                             torch.rand(2, 4, 4, 4), torch.zeros(2, 1, 1, 1))):
         assert loss.item() == 0.0
         loss.backward()
+
+
+def test_losses_never_read_a_value_back_from_the_device():
+    # On the meta device a tensor has no values: any `if mask.sum() <= 0` (a host sync per micro-batch
+    # on a GPU) raises here, as does anything else that reads a loss' data back to decide.
+    meta = {"device": "meta"}
+    maps, target = torch.rand(2, 4, 8, 8, **meta), torch.rand(2, 4, 8, 8, **meta)
+    valid = torch.ones(2, len(VALID_INDEX), **meta)
+    mask = torch.ones(2, 1, 1, 1, **meta)
+    logits = torch.rand(2, 1, 8, 8, **meta)
+    for loss in (maps_loss(maps, target, valid), masked_l1(logits, logits, mask), masked_mse(logits, logits, mask),
+                 masked_bce(logits, logits, mask), masked_dice(logits, logits, mask.flatten()),
+                 render_loss(torch.rand(2, 3, 8, 8, **meta), torch.rand(2, 3, 8, 8, **meta), maps, target, mask)):
+        assert loss.device.type == "meta" and loss.dim() == 0
+
+
+def test_maps_loss_averages_only_the_maps_some_sample_has():
+    pred, target = torch.zeros(2, 4, 4, 4), torch.ones(2, 4, 4, 4)
+    valid = torch.zeros(2, len(VALID_INDEX))
+    valid[0, VALID_INDEX["roughness"]] = 1.0  # one map, one sample: its error alone, not diluted by the rest
+    assert maps_loss(pred, target, valid).item() == pytest.approx(1.0)
+    assert maps_loss(pred, target, torch.zeros_like(valid)).item() == 0.0
 
 
 def test_maps_loss_is_minimised_by_the_mean_so_rare_metal_is_not_rounded_to_zero():
