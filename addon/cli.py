@@ -117,7 +117,7 @@ class _StopOnSignal:
 def convert(args) -> int:
     """Exit code 0: everything converted; 1: some textures failed; 2: nothing could start (bad
     input path, refused output folder, models); 130: interrupted."""
-    from .engine.batch import OutputFolderLock
+    from .engine.batch import OutputFolderLock, check_output_folder
 
     started = time.perf_counter()
     try:
@@ -125,7 +125,8 @@ def convert(args) -> int:
     except PBRForgeError as exc:
         return _could_not_start(args.input, exc, 0)
     try:
-        _check_output_folder(args.input, args.output, args.allow_output_inside_input)
+        check_output_folder(args.input if args.input.is_dir() else args.input.parent, args.output,
+                            args.allow_output_inside_input, walks_subfolders=False)
     except PBRForgeError as exc:
         return _could_not_start(args.output, exc, len(jobs))
     try:
@@ -223,18 +224,6 @@ def _collect_inputs(path: Path, normal: Path | None) -> tuple[list[tuple[Path, P
     if not path.is_file():
         raise PBRForgeError("there is no such file or folder; check the path.")
     return [(path, normal if normal is not None else naming.find_normal_for(path))], []
-
-
-def _check_output_folder(input_path: Path, output: Path, allow_inside: bool) -> None:
-    """Refuse an output that is a file, and (unless allowed) the input folder itself or a folder in it."""
-    if output.exists() and not output.is_dir():
-        raise PBRForgeError("the output is a file, not a folder; choose a folder.")
-    source = (input_path if input_path.is_dir() else input_path.parent).resolve()
-    target = output.resolve()
-    if not allow_inside and (target == source or source in target.parents):
-        raise PBRForgeError(
-            "the output folder is the input folder or inside it; choose a separate folder so the originals "
-            "stay untouched, or pass --allow-output-inside-input.")
 
 
 def _make_converter(args):

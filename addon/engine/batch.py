@@ -216,17 +216,23 @@ def _left_out_reason(path: Path) -> str | None:
     return None
 
 
-def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_input: bool) -> None:
-    if not input_dir.is_dir():
-        raise PBRForgeError(f"The input folder '{input_dir}' does not exist; choose a mod folder.")
+def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_input: bool,
+                        walks_subfolders: bool = True) -> None:
+    """The one rule for where a run may write, for `batch` and (walks_subfolders False: it reads only
+    the folder's own files) `convert`: never into a file; not the input folder or a folder inside it
+    unless allowed; and for a run that walks subfolders never the input folder itself (it skips an
+    output folder inside its walk, not the folder it walks) nor a folder that holds the input (its
+    mirrored tree would interleave with the originals)."""
     if output_dir.exists() and not output_dir.is_dir():
-        raise PBRForgeError(f"The output '{output_dir}' is a file; choose a folder.")
+        raise PBRForgeError(f"The output '{output_dir}' is a file, not a folder; choose a folder.")
     source, target = input_dir.resolve(), output_dir.resolve()
-    if source == target or source in target.parents and not allow_output_inside_input:
+    inside = source == target or source in target.parents
+    if inside and not (allow_output_inside_input and not (walks_subfolders and source == target)):
         raise PBRForgeError(
-            f"The output folder '{output_dir}' is inside the input folder; choose a separate folder "
-            "so the originals stay untouched.")
-    if target in source.parents:
+            f"The output folder '{output_dir}' is the input folder or inside it; choose a separate folder so "
+            "the originals stay untouched" + ("." if walks_subfolders and source == target else
+                                              " (or pass --allow-output-inside-input)."))
+    if walks_subfolders and target in source.parents:
         raise PBRForgeError(
             f"The input folder '{input_dir}' is inside the output folder; choose a separate output folder "
             "so the originals stay untouched.")
@@ -397,6 +403,8 @@ class BatchJob:
         self.model_space_normals = model_space_normals
         self.smooth_angle = smooth_angle
         self.patcher_name = patcher_name
+        if not self.input_dir.is_dir():
+            raise PBRForgeError(f"The input folder '{self.input_dir}' does not exist; choose a mod folder.")
         check_output_folder(self.input_dir, self.output_dir, allow_output_inside_input)
         self.summary_path = Path(summary_path) if summary_path else default_summary_path(self.output_dir)
         self._started = time.monotonic()

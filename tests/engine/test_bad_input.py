@@ -322,25 +322,25 @@ def same_name_with_two_extensions(scene):
 
 # --- output faults (convert) ---------------------------------------------------------------------
 
-@case(2, r"FAILED \S*textures: the output folder is the input folder or inside it.*--allow-output-inside-input")
+@case(2, r"FAILED \S*textures: The output folder .* is the input folder or inside it.*--allow-output-inside-input")
 def output_is_the_input_folder(scene):
     scene.out = scene.folder
     return scene.convert()
 
 
-@case(2, r"the output folder is the input folder or inside it")
+@case(2, r"The output folder .* is the input folder or inside it")
 def output_inside_the_input_folder(scene):
     scene.out = scene.folder / "pbr_out"
     return scene.convert()
 
 
-@case(2, r"the output folder is the input folder or inside it")
+@case(2, r"The output folder .* is the input folder or inside it")
 def output_beside_a_single_input_file(scene):
     scene.out = scene.folder
     return scene.convert(input=scene.folder / "wall.png")
 
 
-@case(2, r"the output folder is the input folder or inside it")
+@case(2, r"The output folder .* is the input folder or inside it")
 def output_is_a_link_to_the_input_folder(scene):
     (scene.tmp / "link").symlink_to(scene.folder)
     scene.out = scene.tmp / "link"
@@ -363,13 +363,13 @@ def normal_that_is_an_output_of_the_set(scene):
     return scene.convert("--normal", scene.out / "wall_albedo.png", input=scene.folder / "wall.png")
 
 
-@case(2, r"FAILED \S*out: the output is a file, not a folder")
+@case(2, r"FAILED \S*out: The output .* is a file, not a folder")
 def output_is_a_file(scene):
     scene.out.write_text("a file")
     return scene.convert()
 
 
-@case(2, r"FAILED \S*wall\.png: the output is a file, not a folder")
+@case(2, r"FAILED \S*wall\.png: The output .* is a file, not a folder")
 def output_is_the_input_file(scene):
     scene.out = scene.folder / "wall.png"
     return scene.convert(input=scene.folder / "wall.png", output=scene.folder / "wall.png")
@@ -589,7 +589,7 @@ def batch_png_of_13000_pixels_per_side(scene):
     return scene.batch(mod=mod)
 
 
-@case(2, r"error: The output folder .* is inside the input folder")
+@case(2, r"error: The output folder .* is the input folder or inside it")
 def batch_output_inside_the_mod(scene):
     mod = scene.mod()
     scene.out = mod / "out"

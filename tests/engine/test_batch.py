@@ -268,8 +268,10 @@ def test_an_output_folder_that_cannot_be_created_stops_before_any_work(mini_mod,
 
 def test_output_inside_the_input_is_refused_unless_allowed(mini_mod, tmp_path, converter):
     inside = mini_mod / "pbr_out"
-    with pytest.raises(PBRForgeError, match="inside the input folder"):
+    with pytest.raises(PBRForgeError, match="is the input folder or inside it"):
         batch.BatchJob(mini_mod, inside, converter=converter)
+    with pytest.raises(PBRForgeError, match="is the input folder or inside it"):  # allowed or not
+        batch.BatchJob(mini_mod, mini_mod, converter=converter, allow_output_inside_input=True)
     with pytest.raises(PBRForgeError, match="inside the output folder"):
         batch.BatchJob(mini_mod, tmp_path, converter=converter)
     assert not inside.exists()
