@@ -36,6 +36,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 ROOT = Path(__file__).resolve().parent
 MANIFEST = ROOT / "blender_manifest.toml"
 CACHE = Path(os.environ.get("PBR_FORGE_CACHE", Path.home() / ".cache" / "pbr-forge"))
@@ -76,18 +79,13 @@ class BuildError(Exception):
     pass
 
 
-def canonical_name(name: str) -> str:
-    """PEP 503 normalised distribution name (Pillow == pillow, onnxruntime_gpu == onnxruntime-gpu)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def engine_requirements(variant: str) -> list[str]:
     """The engine's runtime requirements from pyproject.toml, with the variant's onnxruntime."""
     requirements = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     runtime, _platforms = RUNTIMES[variant]
     chosen = []
     for requirement in requirements:
-        name = canonical_name(re.match(r"[A-Za-z0-9_.\-]+", requirement).group())
+        name = canonicalize_name(Requirement(requirement).name)
         if name in PROVIDED_BY_BLENDER:
             continue
         if name == "onnxruntime" and runtime:
@@ -116,7 +114,7 @@ def resolve_closure(requirements: list[str], platform: str, python: str) -> list
             raise BuildError(f"pip could not resolve {requirements} for {platform}, Python {python}:\n{done.stderr}")
         resolved = json.loads(report.read_text())["install"]
     pins = [f"{item['metadata']['name']}=={item['metadata']['version']}" for item in resolved]
-    return sorted(pin for pin in pins if canonical_name(pin.split("==")[0]) not in PROVIDED_BY_BLENDER)
+    return sorted(pin for pin in pins if canonicalize_name(pin.split("==")[0]) not in PROVIDED_BY_BLENDER)
 
 
 def download_wheels(pins: list[str], platform: str, python: str, cache: Path) -> list[Path]:
@@ -125,13 +123,13 @@ def download_wheels(pins: list[str], platform: str, python: str, cache: Path) ->
     done = _pip("download", platform, python, "--no-deps", "--dest", str(folder), *pins)
     if done.returncode != 0:
         raise BuildError(f"pip could not download {pins} for {platform}, Python {python}:\n{done.stderr}")
-    wanted = {canonical_name(pin.split("==")[0]): pin.split("==")[1] for pin in pins}
+    wanted = {canonicalize_name(pin.split("==")[0]): pin.split("==")[1] for pin in pins}
     wheels = []
     for wheel in sorted(folder.glob("*.whl")):
         name, version = wheel.name.split("-")[:2]
-        if wanted.get(canonical_name(name)) == version:
+        if wanted.get(canonicalize_name(name)) == version:
             wheels.append(wheel)
-    missing = set(wanted) - {canonical_name(w.name.split("-")[0]) for w in wheels}
+    missing = set(wanted) - {canonicalize_name(w.name.split("-")[0]) for w in wheels}
     if missing:
         raise BuildError(f"no wheel of {sorted(missing)} for {platform}, Python {python}")
     return wheels
