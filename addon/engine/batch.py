@@ -226,12 +226,11 @@ def check_output_folder(input_dir: Path, output_dir: Path, allow_output_inside_i
     if output_dir.exists() and not output_dir.is_dir():
         raise PBRForgeError(f"The output '{output_dir}' is a file, not a folder; choose a folder.")
     source, target = input_dir.resolve(), output_dir.resolve()
-    inside = source == target or source in target.parents
-    if inside and not (allow_output_inside_input and not (walks_subfolders and source == target)):
+    never_allowed = walks_subfolders and source == target
+    if (source == target or source in target.parents) and (never_allowed or not allow_output_inside_input):
         raise PBRForgeError(
             f"The output folder '{output_dir}' is the input folder or inside it; choose a separate folder so "
-            "the originals stay untouched" + ("." if walks_subfolders and source == target else
-                                              " (or pass --allow-output-inside-input)."))
+            "the originals stay untouched" + ("." if never_allowed else " (or pass --allow-output-inside-input)."))
     if walks_subfolders and target in source.parents:
         raise PBRForgeError(
             f"The input folder '{input_dir}' is inside the output folder; choose a separate output folder "
