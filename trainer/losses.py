@@ -1,4 +1,5 @@
-"""Training losses: masked squared errors for the maps, GGX rendering loss, L1 for albedo, BCE/dice.
+"""Training losses: masked squared errors for the maps, GGX rendering loss, L1 for albedo, BCE/dice,
+and the re-rendering consistency that lets old-game pairs without PBR truth train the albedo.
 
 Masks come from the batch's `valid` flags (a target that is absent for a sample contributes
 nothing). Every loss returns a scalar that is still attached to the prediction's graph when nothing
@@ -18,9 +19,11 @@ import torch
 import torch.nn.functional as F
 
 from trainer.contract import MAP_CHANNELS, VALID_INDEX, map_plane
-from trainer.metrics import hemisphere_directions, render_ggx
+from trainer.metrics import hemisphere_directions, render_ggx, srgb_to_linear
 
 RENDER_LOG_OFFSET = 0.01
+# Baked light counts as smooth at scales above 1/CONSISTENCY_SMOOTH_FRACTION of the texture's side.
+CONSISTENCY_SMOOTH_FRACTION = 32
 
 
 def _weighted_mean(weighted_sum: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
@@ -95,6 +98,28 @@ def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Ten
         diff = torch.log(pred + RENDER_LOG_OFFSET) - torch.log(true + RENDER_LOG_OFFSET)
         loss = loss + masked_l1(diff, torch.zeros_like(diff), mask)
     return loss / n_dirs
+
+
+def periodic_smooth(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Two passes of a (2 radius + 1)-pixel box blur with wrap-around (textures tile): nearly Gaussian."""
+    for _ in range(2):
+        x = F.avg_pool2d(F.pad(x, (radius,) * 4, mode="circular"), 2 * radius + 1, stride=1)
+    return x
+
+
+def consistency_loss(diffuse: torch.Tensor, albedo: torch.Tensor, ao: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Re-rendering consistency for samples without a true albedo (real old-game pairs).
+
+    An old game's diffuse is, per channel, albedo x occlusion x baked light and tint; light and tint
+    vary smoothly, so log(diffuse) - log(albedo x AO) must be smooth too. The loss is the L1 of that
+    log-ratio's detail (minus its periodic blur): the prediction may remove smooth shading and a cast,
+    not invent or erase fine structure the input shows. diffuse/albedo N3HW sRGB, ao N1HW, mask N111.
+    """
+    ratio = (torch.log(srgb_to_linear(diffuse.float()) + RENDER_LOG_OFFSET)
+             - torch.log(srgb_to_linear(albedo.float()) * ao.float() + RENDER_LOG_OFFSET))
+    radius = max(1, min(ratio.shape[-2:]) // CONSISTENCY_SMOOTH_FRACTION)
+    detail = ratio - periodic_smooth(ratio, radius)
+    return masked_l1(detail, torch.zeros_like(detail), mask)
 
 
 def masked_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

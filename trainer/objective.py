@@ -12,7 +12,9 @@ made by addon/engine/context.py, in training as in the add-on.
 Training (compute_losses) cuts the chain with teacher forcing: the context models and UNet-Maps see
 the *true* albedo where the sample has one (the predicted, detached albedo otherwise), and UNet-Maps
 sees the context models' detached outputs, so every model learns its own task on clean inputs and
-gradients never cross model boundaries. Evaluation (evaluate) reports the metrics of the real chain
+gradients never cross model boundaries. Samples without a true albedo (real old-game pairs) train
+UNet-Albedo by re-rendering consistency instead (losses.consistency_loss, with UNet-Maps' AO detached).
+Evaluation (evaluate) reports the metrics of the real chain
 (predicted albedo and context, as the add-on runs it) and val_loss = the teacher-forced total loss.
 
 Batch dicts follow docs/architecture.md; valid[:, i] flags targets in trainer.contract.VALID_TARGETS
@@ -31,12 +33,13 @@ from torch import nn
 from addon.engine import context
 from trainer.contract import CLASSIFIER_INPUT_SIZE, CONTEXT_MAX_SIDE, MAP_CHANNELS, UNET_MULTIPLE, VALID_INDEX, map_plane
 from trainer.contract import PIPELINE_ORDER as MODEL_NAMES  # the trainer's model names
-from trainer.losses import maps_loss, masked_bce, masked_dice, masked_l1, render_loss
+from trainer.losses import consistency_loss, maps_loss, masked_bce, masked_dice, masked_l1, render_loss
 from trainer.metrics import (Lpips, brdf_cosine, iou, l1, label_accuracy, mean_average_precision, pixel_accuracy,
                              rmse, ssim)
 
 RENDER_WEIGHT = 0.5     # maps loss = squared error + RENDER_WEIGHT * render loss
 DICE_WEIGHT = 1.0       # SegFormer loss = BCE + DICE_WEIGHT * dice
+CONSISTENCY_WEIGHT = 0.5  # albedo loss = L1 to the truth + CONSISTENCY_WEIGHT * consistency where there is none
 
 
 # ----------------------------------------------------------------------------- context inputs
@@ -89,30 +92,32 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
     # the device: that would wait for the GPU on every micro-batch.
     host_valid = np.asarray(batch["valid_host"]) if "valid_host" in batch else valid.cpu().numpy()
     albedo_valid = _mask(valid, "albedo")
-    needs_context = "maps" in active
-    needs_albedo_input = bool(active & {"classifier", "metallic_seg", "maps"})
+    every_albedo_true = bool(host_valid[:, VALID_INDEX["albedo"]].all())
+    # The consistency of a predicted albedo needs UNet-Maps' AO, so the chain runs on for it.
+    needs_consistency = "albedo" in active and not every_albedo_true
+    needs_maps = "maps" in active or needs_consistency
+    needs_albedo_input = bool(active & {"classifier", "metallic_seg"}) or needs_maps
     losses: dict[str, torch.Tensor] = {}
 
     pred_albedo = None
-    if "albedo" in active or (needs_albedo_input and not host_valid[:, VALID_INDEX["albedo"]].all()):
+    if "albedo" in active or (needs_albedo_input and not every_albedo_true):
         with _grad("albedo" in active):
             pred_albedo = models["albedo"](diffuse, normal, batch["specular"])
         if "albedo" in active:
             losses["albedo"] = masked_l1(pred_albedo.float(), batch["albedo"], albedo_valid)
     if not needs_albedo_input:
-        losses["total"] = sum(losses.values())
-        return losses
+        return _with_total(losses)
     # Teacher forcing: the true albedo where there is one.
     albedo_in = batch["albedo"] if pred_albedo is None else \
         torch.where(albedo_valid > 0, batch["albedo"], pred_albedo.detach().to(batch["albedo"].dtype))
 
     patch_logits = seg_logits = None
-    if "classifier" in active or needs_context:
+    if "classifier" in active or needs_maps:
         with _grad("classifier" in active):
             logits, patch_logits = models["classifier"](classifier_input(albedo_in))
         if "classifier" in active:
             losses["classifier"] = masked_bce(logits, batch["labels"], valid[:, VALID_INDEX["labels"]].view(-1, 1))
-    if "metallic_seg" in active or needs_context:
+    if "metallic_seg" in active or needs_maps:
         with _grad("metallic_seg" in active):
             seg_logits = segment(models["metallic_seg"], albedo_in)
         if "metallic_seg" in active:
@@ -122,15 +127,26 @@ def compute_losses(models: nn.ModuleDict, batch: dict[str, torch.Tensor], active
             mask_valid = _mask(valid, "metallic_mask")
             losses["metallic_seg"] = (masked_bce(seg_logits, target, mask_valid)
                                       + DICE_WEIGHT * masked_dice(seg_logits, target, mask_valid.flatten()))
-    if "maps" in active:
-        condition = build_condition(patch_logits.detach(), seg_logits.detach(), tuple(diffuse.shape[-2:]))
+    if not needs_maps:
+        return _with_total(losses)
+    condition = build_condition(patch_logits.detach(), seg_logits.detach(), tuple(diffuse.shape[-2:]))
+    with _grad("maps" in active):
         pred_maps = models["maps"](albedo_in, normal, condition, batch["specular"], batch["height_prior"]).float()
+    if needs_consistency:
+        losses["albedo"] = losses["albedo"] + CONSISTENCY_WEIGHT * consistency_loss(
+            diffuse, pred_albedo, map_plane(pred_maps, "ao").detach(), 1 - albedo_valid)
+    if "maps" in active:
         target = batch["maps"]
         losses["maps"] = maps_loss(pred_maps, target, valid)
         if host_valid[:, [VALID_INDEX[k] for k in ("albedo", "roughness", "metallic")]].all(axis=1).any():
             render_mask = albedo_valid * _mask(valid, "roughness") * _mask(valid, "metallic")
             losses["maps"] = losses["maps"] + RENDER_WEIGHT * render_loss(batch["albedo"], normal, pred_maps,
                                                                           target, render_mask)
+    return _with_total(losses)
+
+
+def _with_total(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The per-model losses and their sum, "total" (each model's loss weighs 1)."""
     losses["total"] = sum(losses[name] for name in MODEL_NAMES if name in losses)
     return losses
 

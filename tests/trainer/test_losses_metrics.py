@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from trainer.contract import VALID_INDEX
-from trainer.losses import maps_loss, masked_bce, masked_dice, masked_l1, masked_mse, render_loss
+from trainer.losses import (consistency_loss, maps_loss, masked_bce, masked_dice, masked_l1, masked_mse,
+                            periodic_smooth, render_loss)
 from trainer.metrics import (Lpips, brdf_cosine, iou, mean_average_precision, render_ggx, ssim)
 from trainer.models import ModelsConfig, create_models
 from trainer.objective import compute_losses, evaluate
@@ -122,6 +123,34 @@ def test_render_loss_is_zero_for_true_maps_and_grows_with_roughness_error():
     assert 0 < losses[0] < losses[1]
 
 
+def _srgb(linear):
+    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+
+
+def test_consistency_accepts_smooth_shading_and_a_cast_but_not_lost_or_invented_detail():
+    g = torch.Generator().manual_seed(0)
+    albedo_linear = 0.2 + 0.6 * torch.rand(1, 3, 64, 64, generator=g)
+    ao = 0.5 + 0.5 * torch.rand(1, 1, 64, 64, generator=g)
+    rows = torch.linspace(0, 2 * torch.pi, 65)[:-1]
+    light = (0.8 + 0.2 * torch.sin(rows)).view(1, 1, 64, 1) * torch.tensor([1.0, 0.9, 0.7]).view(1, 3, 1, 1)
+    diffuse = _srgb(albedo_linear * ao * light)       # an old game's bake: occlusion, smooth light, a tint
+    mask = torch.ones(1, 1, 1, 1)
+    exact = consistency_loss(diffuse, _srgb(albedo_linear), ao, mask)
+    flat = consistency_loss(diffuse, _srgb(albedo_linear.mean((2, 3), keepdim=True).expand_as(albedo_linear)), ao, mask)
+    noisy = consistency_loss(diffuse, _srgb(albedo_linear * (0.7 + 0.6 * torch.rand(1, 3, 64, 64, generator=g))), ao, mask)
+    assert exact.item() < 0.01
+    assert flat.item() > 20 * exact.item() and noisy.item() > 20 * exact.item()
+    assert consistency_loss(diffuse, _srgb(albedo_linear), ao, torch.zeros(1, 1, 1, 1)).item() == 0.0
+
+
+def test_periodic_smooth_keeps_the_mean_and_wraps_around():
+    x = torch.zeros(1, 1, 16, 16)
+    x[..., 0, 0] = 1.0
+    smooth = periodic_smooth(x, 2)
+    assert smooth.sum().item() == pytest.approx(1.0)
+    assert smooth[..., -1, -1].item() == pytest.approx(smooth[..., 1, 1].item())   # the corner's spread wraps
+
+
 def test_brdf_cosine_is_one_for_identical_maps_and_decreases_with_perturbation():
     b = _batch(2, 32, 32)
     maps = {"albedo": b["albedo"], "roughness": b["maps"][:, 0:1], "metallic": b["maps"][:, 1:2]}
@@ -233,6 +262,24 @@ def test_compute_losses_gives_gradients_only_to_active_models(models):
     losses["total"].backward()
     touched = {name for name, m in models.items() if any(p.grad is not None for p in m.parameters())}
     assert touched == {"classifier", "metallic_seg"}
+
+
+def test_old_game_samples_train_the_albedo_by_consistency_without_touching_the_other_models(models):
+    models.train()
+    no_albedo = torch.tensor([[0, 0, 0, 0, 1, 0, 0]] * 2, dtype=torch.float32)   # height only, as Red Eclipse
+    batch = _batch(valid=no_albedo)
+    models.zero_grad(set_to_none=True)
+    losses = compute_losses(models, batch, {"albedo"})
+    assert losses["albedo"].item() > 0
+    losses["total"].backward()
+    touched = {name for name, m in models.items() if any(p.grad is not None for p in m.parameters())}
+    assert touched == {"albedo"}
+    # With a true albedo the loss is the L1 to it alone: no chain runs after UNet-Albedo.
+    with torch.no_grad():
+        truth = compute_losses(models, _batch(), {"albedo"})["albedo"]
+        expected = masked_l1(models["albedo"](*(_batch()[k] for k in ("diffuse", "normal", "specular"))),
+                             _batch()["albedo"], torch.ones(2, 1, 1, 1))
+    assert truth.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_maps_loss_ignores_targets_of_samples_flagged_invalid(models):
