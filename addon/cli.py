@@ -152,11 +152,14 @@ def convert(args) -> int:
                 print(f"FAILED {diffuse_path}: another input already wrote the '{name}' set to the output "
                       "folder; rename one of them.")
                 continue
-            paths = _convert_one(converter, diffuse_path, normal_path, args, name, read_files)
-            if paths is None:
+            outcome = _convert_one(converter, diffuse_path, normal_path, args, name, read_files)
+            if outcome is None:
                 failures += 1
-            else:
-                written_sets[name] = paths
+                continue
+            paths, report = outcome
+            # Counted before it is reported: a stop right after its OK line still counts the set.
+            written_sets[name] = paths
+            print(report)
         if written_sets and not args.no_blend:
             failures += not _write_blend(args, written_sets, converter.manifest.height_midlevel)
     except KeyboardInterrupt:
@@ -235,8 +238,9 @@ def _make_converter(args):
 
 
 def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, name: str,
-                 read_files: list[Path]) -> dict | None:
-    """Convert and write one set; the written paths, or None after printing its FAILED line."""
+                 read_files: list[Path]) -> tuple[dict, str] | None:
+    """Convert and write one set: its written paths and its report (the OK line and any warnings),
+    or None after printing its FAILED line."""
     from .engine.imageio import read_image
     from .engine.outputs import write_png_set
     from .engine import validation
@@ -255,11 +259,11 @@ def _convert_one(converter, diffuse_path: Path, normal_path: Path | None, args, 
     except Exception as exc:
         print(f"FAILED {diffuse_path}: {user_sentence(exc, 'write the outputs')}")
         return None
-    print(f"OK {diffuse_path} -> {paths['albedo'].parent} ({result.albedo.shape[1]}x{result.albedo.shape[0]}, "
-          f"{result.provider}, {result.seconds:.1f} s); {validation.verdict_text(validation.validate_or_none(original, result))}")
-    for warning in result.warnings:
-        print(f"  warning: {warning}")
-    return paths
+    verdict = validation.verdict_text(validation.validate_or_none(original, result))
+    report = [f"OK {diffuse_path} -> {paths['albedo'].parent} ({result.albedo.shape[1]}x{result.albedo.shape[0]}, "
+              f"{result.provider}, {result.seconds:.1f} s); {verdict}"]
+    report += [f"  warning: {warning}" for warning in result.warnings]
+    return paths, "\n".join(report)
 
 
 def _write_blend(args, written_sets: dict, height_midlevel: float) -> bool:
