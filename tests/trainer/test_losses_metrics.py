@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from addon.engine.colour import linear_to_srgb
 from trainer.contract import VALID_INDEX
 from trainer.losses import (consistency_loss, maps_loss, masked_bce, masked_dice, masked_l1, masked_mse,
                             periodic_smooth, render_loss)
@@ -123,8 +124,8 @@ def test_render_loss_is_zero_for_true_maps_and_grows_with_roughness_error():
     assert 0 < losses[0] < losses[1]
 
 
-def _srgb(linear):
-    return torch.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+def _srgb(linear: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(linear_to_srgb(linear.numpy()))
 
 
 def test_consistency_accepts_smooth_shading_and_a_cast_but_not_lost_or_invented_detail():
@@ -275,10 +276,11 @@ def test_old_game_samples_train_the_albedo_by_consistency_without_touching_the_o
     touched = {name for name, m in models.items() if any(p.grad is not None for p in m.parameters())}
     assert touched == {"albedo"}
     # With a true albedo the loss is the L1 to it alone: no chain runs after UNet-Albedo.
+    every_albedo = _batch()
     with torch.no_grad():
-        truth = compute_losses(models, _batch(), {"albedo"})["albedo"]
-        expected = masked_l1(models["albedo"](*(_batch()[k] for k in ("diffuse", "normal", "specular"))),
-                             _batch()["albedo"], torch.ones(2, 1, 1, 1))
+        truth = compute_losses(models, every_albedo, {"albedo"})["albedo"]
+        expected = masked_l1(models["albedo"](*(every_albedo[k] for k in ("diffuse", "normal", "specular"))),
+                             every_albedo["albedo"], torch.ones(2, 1, 1, 1))
     assert truth.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
