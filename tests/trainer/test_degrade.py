@@ -1,5 +1,6 @@
 """The old-game degradation family: what it bakes in, what it leaves, and the input statistics."""
 import numpy as np
+import pytest
 
 from trainer.data import degrade
 from trainer.data.common import decode_normal
@@ -9,7 +10,7 @@ SIZE = 64
 NOTHING = degrade.Degradation(ao_amount=(0, 0), cavity_amount=(0, 0), light_amount=(0, 0), sheen_amount=(0, 0),
                               metal_darkening=(0, 0), cast_sigma=0.0, contrast=(1, 1), gamma=(1, 1),
                               blur_probability=0.0, rescale_probability=0.0, bc_probability=0.0,
-                              alpha_choices=(0, 0, 1), normal_bc_probability=0.0)
+                              alpha_choices=(0, 0, 1), normal_formats=(("none", 1.0),))
 
 
 def _maps(seed=1, category="stone"):
@@ -57,12 +58,28 @@ def test_specular_alpha_follows_gloss():
 
 def test_bc_roundtrip_keeps_the_image_within_block_error():
     rgb = generate_material(5, SIZE, "wood").albedo
-    out = degrade.bc_roundtrip(rgb, alpha=False)
+    out = degrade.bc_roundtrip(rgb, "bc1")
     assert out.shape == rgb.shape and 0 < np.abs(out - rgb).mean() < 0.03
     rgba = np.concatenate([rgb, rgb[..., :1]], -1)
-    assert degrade.bc_roundtrip(rgba, alpha=True).shape == rgba.shape
+    for block_format in ("bc3", "bc7"):
+        out = degrade.bc_roundtrip(rgba, block_format)
+        assert out.shape == rgba.shape and np.abs(out - rgba).mean() < 0.03
+    with pytest.raises(ValueError, match="block format"):
+        degrade.bc_roundtrip(rgb, "bc2")
 
 
+def test_each_normal_storage_decodes_to_the_normal_within_its_block_error():
+    maps = _maps(6, "stone")
+    errors = {}
+    for storage in ("none", "legacy", "bc7", "bc5"):
+        cfg = degrade.Degradation(alpha_choices=(1, 0, 0), normal_formats=((storage, 1.0),))
+        pixels = degrade.old_normal_map(maps["normal"], maps["roughness"], None, np.random.default_rng(0), cfg)
+        # BC5 stores X and Y only: no specular alpha, and the decoder rebuilds Z.
+        assert pixels.shape[-1] == (3 if storage == "bc5" else 4)
+        errors[storage] = np.abs(decode_normal(pixels[..., :3], directx=True) - maps["normal"]).mean()
+    assert errors["none"] < 0.005 and max(errors.values()) < 0.05
+    # DXT1/DXT5's 5:6:5 endpoints lose the most; BC7 (Special Edition's) less.
+    assert errors["bc7"] < 0.75 * errors["legacy"]
 def test_input_statistics_see_saturation_contrast_and_baked_shading():
     flat = np.full((SIZE, SIZE, 3), (0.5, 0.25, 0.25), np.float32)
     stats = degrade.input_statistics(flat)

@@ -6,8 +6,10 @@ that a model trained on the family does not learn one recipe: baked AO and cavit
 key light from the normals (random direction and strength), a baked specular sheen, metal darkening
 and desaturation, a colour cast, white-balance, contrast and gamma shifts, blur or down-up scaling,
 and BC1/BC3 block artefacts. The normal map comes back as an old game ships it: DirectX convention,
-block-compressed, and its alpha the old specular mask (roughness/metallic through a random tone curve,
-blurred and noisy), a flat alpha, or none.
+uncompressed or in one of the block formats Skyrim's normals use (DXT1/DXT5 of the original game, BC7
+of Special Edition, two-channel BC5 with Z rebuilt), and its alpha the old specular mask
+(roughness/metallic through a random tone curve, blurred and noisy), a flat alpha, or none (always
+none in BC5, which stores no alpha).
 
 All arrays are HxW[xC] float32; colour is sRGB in [0, 1]; normals are OpenGL unit vectors.
 """
@@ -44,7 +46,9 @@ class Degradation:
     # The normal map's alpha: the old specular mask, a flat value, or no alpha at all.
     alpha_choices: tuple[float, float, float] = (0.6, 0.15, 0.25)  # specular mask, flat, absent
     alpha_noise: tuple[float, float] = (0.0, 0.08)
-    normal_bc_probability: float = 0.7
+    # The normal map's storage: uncompressed, "legacy" (BC1, or BC3 when it has an alpha), BC7, or
+    # BC5. BC1's 5:6:5 endpoints cost the most height (scripts/data/height_headroom.py).
+    normal_formats: tuple[tuple[str, float], ...] = (("none", 0.3), ("legacy", 0.35), ("bc7", 0.25), ("bc5", 0.1))
 
 
 DEFAULT = Degradation()
@@ -54,25 +58,29 @@ def _uniform(rng, bounds) -> float:
     return float(rng.uniform(*bounds))
 
 
-def bc_roundtrip(rgba: np.ndarray, alpha: bool) -> np.ndarray:
-    """Compress to BC1 (alpha False) or BC3 (alpha True) and back: the 4x4 block artefacts of DXT
-    textures. `rgba` is HxWx3 or HxWx4 in [0, 1]; sizes that are not multiples of 4 come back unchanged."""
+BLOCK_FORMATS = ("bc1", "bc3", "bc5", "bc7")
+
+
+def bc_roundtrip(pixels: np.ndarray, block_format: str) -> np.ndarray:
+    """Compress to a DDS block format (BLOCK_FORMATS) and back: its 4x4 block artefacts. `pixels` is
+    HxWx3 or HxWx4 in [0, 1] and comes back with the same channels; BC1 drops the alpha (opaque), BC5
+    keeps red and green only (blue and alpha come back 0 and 1). Sizes that are not multiples of 4
+    come back unchanged."""
     import etcpak
     import texture2ddecoder
 
-    h, w = rgba.shape[:2]
+    if block_format not in BLOCK_FORMATS:
+        raise ValueError(f"unknown block format {block_format!r}; expected one of {BLOCK_FORMATS}")
+    h, w = pixels.shape[:2]
     if h % 4 or w % 4:
-        return rgba
-    channels = rgba.shape[-1]
-    pixels = np.round(np.clip(rgba, 0, 1) * 255).astype(np.uint8)
+        return pixels
+    channels = pixels.shape[-1]
+    rgba = np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)
     if channels == 3:
-        pixels = np.concatenate([pixels, np.full((h, w, 1), 255, np.uint8)], axis=-1)
-    data = pixels.tobytes()
-    if alpha:
-        decoded = texture2ddecoder.decode_bc3(etcpak.compress_bc3(data, w, h), w, h)
-    else:
-        decoded = texture2ddecoder.decode_bc1(etcpak.compress_bc1(data, w, h), w, h)
-    bgra = np.frombuffer(decoded, np.uint8).reshape(h, w, 4)
+        rgba = np.concatenate([rgba, np.full((h, w, 1), 255, np.uint8)], axis=-1)
+    encode = getattr(etcpak, f"compress_{block_format}")
+    decode = getattr(texture2ddecoder, f"decode_{block_format}")
+    bgra = np.frombuffer(decode(encode(rgba.tobytes(), w, h), w, h), np.uint8).reshape(h, w, 4)
     out = bgra[..., [2, 1, 0, 3]].astype(np.float32) / 255.0
     return out[..., :channels]
 
@@ -151,16 +159,20 @@ def render_old_game(maps: dict, rng: np.random.Generator, cfg: Degradation = DEF
         srgb = periodic_resize(small, h, w)
     srgb = np.clip(srgb, 0, 1).astype(np.float32)
     if rng.random() < cfg.bc_probability:
-        srgb = bc_roundtrip(srgb, alpha=bool(rng.random() < 0.5))
+        srgb = bc_roundtrip(srgb, "bc3" if rng.random() < 0.5 else "bc1")
     return srgb, old_normal_map(normal, roughness, metallic, rng, cfg)
 
 
 def old_normal_map(normal: np.ndarray, roughness, metallic, rng, cfg: Degradation = DEFAULT) -> np.ndarray:
-    """The normal as an old game ships it: DirectX pixels, maybe block-compressed, with the specular
-    mask, a flat value or no alpha (HxWx3 then)."""
+    """The normal as an old game ships it: DirectX pixels, uncompressed or block-compressed
+    (cfg.normal_formats), with the specular mask, a flat value or no alpha (HxWx3 then)."""
     pixels = encode_normal(normal, directx=True)
+    names, weights = zip(*cfg.normal_formats)
+    storage = names[rng.choice(len(names), p=np.asarray(weights) / sum(weights))]
     choice = rng.choice(3, p=np.asarray(cfg.alpha_choices) / sum(cfg.alpha_choices))
-    if choice == 0 and roughness is not None:
+    if storage == "bc5":
+        alpha = None
+    elif choice == 0 and roughness is not None:
         alpha = specular_mask(roughness, metallic, rng, cfg)
     elif choice in (0, 1):
         alpha = np.full(normal.shape[:2], rng.uniform(0.2, 1.0), np.float32)
@@ -168,8 +180,10 @@ def old_normal_map(normal: np.ndarray, roughness, metallic, rng, cfg: Degradatio
         alpha = None
     if alpha is not None:
         pixels = np.concatenate([pixels, alpha[..., None]], axis=-1)
-    if rng.random() < cfg.normal_bc_probability:
-        pixels = bc_roundtrip(pixels, alpha=alpha is not None)
+    if storage == "legacy":
+        pixels = bc_roundtrip(pixels, "bc3" if alpha is not None else "bc1")
+    elif storage != "none":
+        pixels = bc_roundtrip(pixels, storage)
     return pixels.astype(np.float32)
 
 

@@ -360,7 +360,7 @@ def render_old_diffuse(material: Material, rng: np.random.Generator, strength: f
     if bc1 is None:
         bc1 = bool(rng.random() < 0.5)
     if bc1:
-        diffuse = bc_roundtrip(diffuse, alpha=False)
+        diffuse = bc_roundtrip(diffuse, "bc1")
     return diffuse
 
 
