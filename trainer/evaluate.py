@@ -19,7 +19,7 @@ baseline is the number to drive down (the product target is <= 0.5, and a BRDF-c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +72,13 @@ def library_cases(lib, split: str = "heldout", size: int = DEFAULT_SIZE, seed: i
         for name in not_truth:  # judged as a missing map, exactly as training skips it
             del maps[name]
         yield Case(dataset.material_key(i), maps, diffuse, normal_pixels, None if mask is None else mask > 0.5)
+
+
+def seeded_cases(lib, split: str, size: int, seeds: range):
+    """library_cases for each input seed in turn; with several seeds each case is named "<material> @<seed>"."""
+    for seed in seeds:
+        for case in library_cases(lib, split, size, seed):
+            yield replace(case, name=f"{case.name} @{seed}") if len(seeds) > 1 else case
 
 
 def procedural_cases(count: int = 26, size: int = DEFAULT_SIZE):
@@ -212,7 +219,8 @@ def summarise(per_material: list[dict]) -> dict:
 
 def format_report(report: dict, per_material: bool = False) -> str:
     means = report["means"]
-    lines = [f"{report['materials']} materials ({report.get('data', '')})",
+    unit = "materials" if report.get("input_seeds", 1) == 1 else f"cases ({report['input_seeds']} input seeds each)"
+    lines = [f"{report['materials']} {unit} ({report.get('data', '')})",
              f"{'map':9s} {'n':>3s} | {'RMSE models':>11s} {'identity':>8s} {'classic':>8s} {'ratio':>6s} | "
              f"{'SSIM models':>11s} {'identity':>8s} {'classic':>8s}"]
     for name in MAPS:
@@ -301,6 +309,9 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="materials are judged at SIZE x SIZE")
     parser.add_argument("--count", type=int, default=26, help="procedural materials (with --data procedural)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the old-game inputs rendered per material")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="judge each material on this many input renderings (seeds SEED, SEED+1, ...): one "
+                             "draw of the degradation can flatter or sink a glossy or metal material")
     parser.add_argument("--provider", default="cpu")
     parser.add_argument("--lpips-weights", type=Path, help="AlexNet weights for LPIPS (default: torch hub cache)")
     parser.add_argument("--json", type=Path, help="also write the report here")
@@ -325,10 +336,14 @@ def run_cli(args) -> int:
     if args.data == "procedural":
         cases, described = procedural_cases(args.count, args.size), f"procedural, seed {PROCEDURAL_SEED}"
     else:
-        cases = library_cases(args.data, args.split, args.size, args.seed)
-        described = f"library {args.data}, split {args.split}, input seed {args.seed}"
+        seeds = range(args.seed, args.seed + max(1, args.seeds))
+        cases = seeded_cases(args.data, args.split, args.size, seeds)
+        described = f"library {args.data}, split {args.split}, " + (
+            f"input seeds {seeds.start}-{seeds.stop - 1}" if len(seeds) > 1 else f"input seed {args.seed}")
     report = evaluate(args.models, cases, provider=args.provider, lpips_weights=args.lpips_weights, sheet=args.sheet,
                       without_specular=args.without_specular)
+    if args.data != "procedural":
+        report["input_seeds"] = len(seeds)
     report["data"] = f"{described}, {args.size} px" + (", models without the specular alpha" if args.without_specular
                                                        else "")
     print(format_report(report, per_material=args.per_material))

@@ -80,6 +80,23 @@ def test_evaluate_runs_the_engine_and_both_baselines_on_the_held_out_library(tmp
         assert "unavailable" in report["lpips"] and "lpips" not in report["means"]["models"]
 
 
+def test_several_input_seeds_judge_each_material_on_each_rendering(tmp_path, tiny_models_dir, capsys):
+    lib = _library(tmp_path)
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    common = ["evaluate", "--models", str(tiny_models_dir), "--data", str(lib), "--size", str(SIZE)]
+    assert main(common + ["--seed", "1", "--json", str(one)]) == 0
+    assert main(common + ["--seeds", "2", "--json", str(two)]) == 0
+    assert "4 cases (2 input seeds each)" in capsys.readouterr().out
+    single, double = json.loads(one.read_text()), json.loads(two.read_text())
+    assert double["materials"] == 4 and double["input_seeds"] == 2
+    assert sorted(row["material"].split("/")[-1] for row in double["per_material"]) == ["set_a @0", "set_a @1", "set_b @0", "set_b @1"]
+    # the second seed's cases are exactly what --seed 1 judges alone: new renderings, not repeats
+    by_name = {row["material"]: row for row in double["per_material"]}
+    for row in single["per_material"]:
+        assert by_name[f"{row['material']} @1"]["models"]["rmse"] == row["models"]["rmse"]
+        assert by_name[f"{row['material']} @0"]["identity"]["rmse"]["albedo"] != row["identity"]["rmse"]["albedo"]
+
+
 def test_evaluate_on_procedural_materials_replaces_trainer_quality(tiny_models_dir):
     report = evaluate.evaluate(tiny_models_dir, evaluate.procedural_cases(2, SIZE))
     assert report["materials"] == 2 and set(report["ratio_to_best_baseline"]) == set(evaluate.MAPS)
