@@ -22,6 +22,7 @@ from trainer.contract import MAP_CHANNELS, VALID_INDEX, map_plane
 from trainer.metrics import hemisphere_directions, render_ggx, srgb_to_linear
 
 RENDER_LOG_OFFSET = 0.01
+RENDER_COSINE_WEIGHT = 1.0  # render loss = log L1 + RENDER_COSINE_WEIGHT * (1 - BRDF-cosine)
 # Baked light counts as smooth at scales above 1/CONSISTENCY_SMOOTH_FRACTION of the texture's side.
 CONSISTENCY_SMOOTH_FRACTION = 32
 
@@ -74,12 +75,16 @@ def maps_loss(pred_maps: torch.Tensor, target_maps: torch.Tensor, valid: torch.T
 
 def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Tensor, target_maps: torch.Tensor,
                 mask: torch.Tensor, n_dirs: int = 8, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mean |log(render_pred + 0.01) - log(render_true + 0.01)| over n_dirs light/view pairs.
+    """Mean |log(render_pred + 0.01) - log(render_true + 0.01)| over n_dirs light/view pairs, plus
+    RENDER_COSINE_WEIGHT times 1 - the cosine of each sample's flattened renders.
 
     Both renders use the same (true) albedo and normal, so the loss grades roughness and metallic by
     their visible effect. Half of the pairs put the light at the view's mirror direction (jittered),
     where the GGX highlight - the part roughness controls - is visible; the log keeps the highlight
-    from drowning the diffuse term. mask (N,1,1,1) selects samples with albedo, roughness and metallic.
+    from drowning the diffuse term. The cosine term is the evaluation's BRDF-cosine, which weighs
+    pixels by their rendered energy: the log term alone lets a wrongly glossy or metal guess cost
+    little, while its highlight dominates the cosine (a glossy tile sank the held-out BRDF-cosine below
+    doing nothing). mask (N,1,1,1) selects samples with albedo, roughness and metallic.
     """
     views = hemisphere_directions(n_dirs, generator, pred_maps.device)
     lights = hemisphere_directions(n_dirs, generator, pred_maps.device)
@@ -89,7 +94,7 @@ def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Ten
     lights = lights / lights.norm(dim=1, keepdim=True)
     albedo, normal = albedo.float(), normal.float()
     pred_maps, target_maps = pred_maps.float(), target_maps.float()
-    loss = 0.0
+    loss = dot = norm_pred = norm_true = 0.0
     for light, view in zip(lights, views):
         pred = render_ggx(albedo, normal, map_plane(pred_maps, "roughness"), map_plane(pred_maps, "metallic"),
                           light, view)
@@ -97,7 +102,14 @@ def render_loss(albedo: torch.Tensor, normal: torch.Tensor, pred_maps: torch.Ten
                           light, view)
         diff = torch.log(pred + RENDER_LOG_OFFSET) - torch.log(true + RENDER_LOG_OFFSET)
         loss = loss + masked_l1(diff, torch.zeros_like(diff), mask)
-    return loss / n_dirs
+        dot = dot + (pred * true).flatten(1).sum(1)
+        norm_pred = norm_pred + pred.pow(2).flatten(1).sum(1)
+        norm_true = norm_true + true.pow(2).flatten(1).sum(1)
+    # eps inside the root: a black render (all samples masked out) keeps a finite gradient.
+    cosine = dot / (norm_pred * norm_true + 1e-12).sqrt()
+    sample_mask = mask.flatten().to(cosine.dtype)
+    cosine_loss = _weighted_mean(((1.0 - cosine) * sample_mask).sum(), sample_mask.sum())
+    return loss / n_dirs + RENDER_COSINE_WEIGHT * cosine_loss
 
 
 def periodic_smooth(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -124,6 +124,22 @@ def test_render_loss_is_zero_for_true_maps_and_grows_with_roughness_error():
     assert 0 < losses[0] < losses[1]
 
 
+def test_render_loss_punishes_a_wrongly_glossy_guess_as_the_brdf_cosine_does():
+    # The BRDF-cosine weighs pixels by rendered energy: guessing glossy on a rough dielectric puts a
+    # highlight where there is none (cosine 0.95 here) while guessing rougher by as much barely shows
+    # (0.998). The loss must rank them as decisively; the log term alone costs them 0.069 and 0.058.
+    b = _batch(1, 32, 32)
+    target = b["maps"].clone()
+    target[:, 0], target[:, 1] = 0.6, 0.0
+    losses = {}
+    for guess, roughness in (("glossy", 0.3), ("rough", 0.9)):
+        wrong = target.clone()
+        wrong[:, 0] = roughness
+        losses[guess] = render_loss(b["albedo"], b["normal"], wrong, target, torch.ones(1, 1, 1, 1),
+                                    generator=torch.Generator().manual_seed(0)).item()
+    assert losses["glossy"] > 2 * losses["rough"] > 0
+
+
 def _srgb(linear: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(linear_to_srgb(linear.numpy()))
 
