@@ -127,8 +127,10 @@ def consistency_loss(diffuse: torch.Tensor, albedo: torch.Tensor, ao: torch.Tens
     log-ratio's detail (minus its periodic blur): the prediction may remove smooth shading and a cast,
     not invent or erase fine structure the input shows. diffuse/albedo N3HW sRGB, ao N1HW, mask N111.
     """
+    # UNet-Maps' AO head is unbounded in training (conversion clips it): clip it here too, or a
+    # negative AO puts a NaN in the log that even a masked-out sample spreads to the whole loss.
     ratio = (torch.log(srgb_to_linear(diffuse.float()) + RENDER_LOG_OFFSET)
-             - torch.log(srgb_to_linear(albedo.float()) * ao.float() + RENDER_LOG_OFFSET))
+             - torch.log(srgb_to_linear(albedo.float()) * ao.float().clamp(0.0, 1.0) + RENDER_LOG_OFFSET))
     radius = max(1, min(ratio.shape[-2:]) // CONSISTENCY_SMOOTH_FRACTION)
     detail = ratio - periodic_smooth(ratio, radius)
     return masked_l1(detail, torch.zeros_like(detail), mask)

@@ -160,6 +160,18 @@ def test_consistency_accepts_smooth_shading_and_a_cast_but_not_lost_or_invented_
     assert consistency_loss(diffuse, _srgb(albedo_linear), ao, torch.zeros(1, 1, 1, 1)).item() == 0.0
 
 
+def test_consistency_stays_finite_where_the_untrained_ao_head_goes_below_zero():
+    # UNet-Maps' AO is white minus an unbounded correction; a negative AO in a sample the mask
+    # leaves out once turned a whole batch's loss into NaN (run 11, phase B).
+    diffuse = torch.full((2, 3, 32, 32), 0.5)
+    ao = torch.ones(2, 1, 32, 32)
+    ao[0, :, :8] = -0.2
+    albedo = torch.full((2, 3, 32, 32), 0.5, requires_grad=True)
+    loss = consistency_loss(diffuse, albedo, ao, torch.tensor([0.0, 1.0]).view(2, 1, 1, 1))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(albedo.grad).all()
+    assert loss.item() < 1e-4  # the selected sample re-renders its diffuse exactly
+
 def test_periodic_smooth_keeps_the_mean_and_wraps_around():
     x = torch.zeros(1, 1, 16, 16)
     x[..., 0, 0] = 1.0
