@@ -217,6 +217,24 @@ def summarise(per_material: list[dict]) -> dict:
             "ratio_to_best_baseline": ratios, "per_material": per_material}
 
 
+def material_means(cases: list[dict]) -> list[dict]:
+    """One row per material from its seeded cases ("<material> @<seed>"): each RMSE and the
+    BRDF-cosine averaged over the material's seeds, in the rows' order."""
+    groups: dict[str, list[dict]] = {}
+    for row in cases:
+        groups.setdefault(row["material"].rsplit(" @", 1)[0], []).append(row)
+    rows = []
+    for material, group in groups.items():
+        row = {"material": material, "maps": group[0]["maps"]}
+        for method in METHODS:
+            row[method] = {"rmse": {n: float(np.mean([g[method]["rmse"][n] for g in group]))
+                                    for n in group[0][method]["rmse"]}}
+        if "brdf_cosine" in group[0]:
+            row["brdf_cosine"] = {m: float(np.mean([g["brdf_cosine"][m] for g in group])) for m in METHODS}
+        rows.append(row)
+    return rows
+
+
 def format_report(report: dict, per_material: bool = False) -> str:
     means = report["means"]
     unit = "materials" if report.get("input_seeds", 1) == 1 else f"cases ({report['input_seeds']} input seeds each)"
@@ -246,8 +264,10 @@ def format_report(report: dict, per_material: bool = False) -> str:
         lines.append("meets targets (ratio <= 0.5 on every map, BRDF-cosine >= 0.99): "
                      + ("yes" if report["meets_targets"] else "no"))
     if per_material:
-        lines.append("per material RMSE (models / identity / classic; ! = models worse than the better baseline):")
-        for row in report["per_material"]:
+        seeds = report.get("input_seeds", 1)
+        lines.append("per material RMSE (models / identity / classic; ! = models worse than the better baseline"
+                     + (f"; means over the {seeds} input seeds):" if seeds > 1 else "):"))
+        for row in (material_means(report["per_material"]) if seeds > 1 else report["per_material"]):
             rmse = {m: row[m]["rmse"] for m in METHODS}
             cells = [f"{n} {rmse['models'][n]:.3f}/{rmse['identity'][n]:.3f}/{rmse['classic'][n]:.3f}"
                      + ("!" if rmse["models"][n] > min(rmse["identity"][n], rmse["classic"][n]) else "")

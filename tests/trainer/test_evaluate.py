@@ -95,6 +95,16 @@ def test_several_input_seeds_judge_each_material_on_each_rendering(tmp_path, tin
     for row in single["per_material"]:
         assert by_name[f"{row['material']} @1"]["models"]["rmse"] == row["models"]["rmse"]
         assert by_name[f"{row['material']} @0"]["identity"]["rmse"]["albedo"] != row["identity"]["rmse"]["albedo"]
+    # the per-material view averages each material over its seeds
+    means = {row["material"].split("/")[-1]: row for row in evaluate.material_means(double["per_material"])}
+    assert sorted(means) == ["set_a", "set_b"]
+    seeded = [by_name[name] for name in by_name if name.endswith("set_a @0") or name.endswith("set_a @1")]
+    for method in evaluate.METHODS:
+        assert np.isclose(means["set_a"][method]["rmse"]["albedo"],
+                          np.mean([row[method]["rmse"]["albedo"] for row in seeded]))
+        assert np.isclose(means["set_a"]["brdf_cosine"][method], np.mean([row["brdf_cosine"][method] for row in seeded]))
+    text = evaluate.format_report(double, per_material=True)
+    assert "means over the 2 input seeds" in text and " @1:" not in text and "set_a:" in text
 
 
 def test_evaluate_on_procedural_materials_replaces_trainer_quality(tiny_models_dir):
